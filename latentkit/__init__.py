@@ -1,0 +1,14 @@
+"""latentkit: deep-network pruning seen through a probabilistic latent space of the weights.
+
+Modules
+-------
+latent       projections of weights and latent distributions fitted to them
+divergence   KL (registered with torch.distributions), Monte Carlo KL, Hellinger, W2, TV bounds
+patterns     AP2 / AP3 of a layer pair and per-layer tables
+theory       numerical checks of the lemmas and bounds, each returning both sides
+pruning      masks for any nn.Module, on the weights' own device, torch.nn.utils.prune compatible
+benchmarks   AlexNet / VGG16 / ResNet50 for CIFAR10/100 and the offline stand-in data
+experiments  the paper's protocol as a resumable, cached grid
+plots        the book's figures
+"""
+__version__ = "0.1.0"

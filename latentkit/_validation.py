@@ -1,0 +1,177 @@
+"""Input validation shared by every public function of latentkit.
+
+One home for the checks, so every module raises the same clear errors:
+``TypeError`` for the wrong kind of object, ``ValueError`` for the right kind
+with a bad value (shape, range, NaN/inf, device mix).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+__all__ = [
+    "as_tensor",
+    "check_same_shape",
+    "check_same_device",
+    "check_positive",
+    "check_nonnegative",
+    "check_fraction",
+    "check_int",
+    "check_choice",
+    "resolve_device",
+    "make_generator",
+]
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def as_tensor(
+    x: Any,
+    name: str,
+    *,
+    dtype: Optional[torch.dtype] = None,
+    min_dim: int = 0,
+    finite: bool = True,
+) -> torch.Tensor:
+    """Return ``x`` as a floating-point tensor, or raise a clear error.
+
+    Accepts a ``torch.Tensor`` (kept on its device), a NumPy array or a
+    Python number/sequence. Integer and boolean tensors are rejected unless
+    ``dtype`` is given (weights are real numbers).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not array-like, or is a non-floating tensor with no ``dtype``.
+    ValueError
+        If it has fewer than ``min_dim`` dimensions, is empty, or (with
+        ``finite=True``) holds NaN or infinite values.
+    """
+    if isinstance(x, torch.nn.Parameter):
+        x = x.detach()
+    if isinstance(x, torch.Tensor):
+        t = x
+    elif isinstance(x, (np.ndarray, numbers.Real, list, tuple)) and not isinstance(x, bool):
+        try:
+            t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be array-like of real numbers; got {type(x).__name__}") from exc
+    else:
+        raise TypeError(f"{name} must be a torch.Tensor or array-like; got {type(x).__name__}")
+    if dtype is not None:
+        t = t.to(dtype)
+    elif t.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} must have a floating dtype; got {t.dtype}")
+    if t.dim() < min_dim:
+        raise ValueError(f"{name} must have at least {min_dim} dimension(s); got shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
+    if finite and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return t
+
+
+def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` have the same shape."""
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def check_same_device(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` live on the same device."""
+    if a.device != b.device:
+        raise ValueError(f"{name_a} is on {a.device} but {name_b} is on {b.device}; move them to one device")
+
+
+def _check_real(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor, np.generic)):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise TypeError(f"{name} must be a scalar; got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    v = float(value)
+    if math.isnan(v):
+        raise ValueError(f"{name} must not be NaN")
+    return v
+
+
+def check_positive(value: Any, name: str, *, allow_inf: bool = False) -> float:
+    """Return ``float(value)`` if it is a real number > 0, else raise."""
+    v = _check_real(value, name)
+    if not v > 0 or (math.isinf(v) and not allow_inf):
+        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+    return v
+
+
+def check_nonnegative(value: Any, name: str) -> float:
+    """Return ``float(value)`` if it is a finite real number >= 0, else raise."""
+    v = _check_real(value, name)
+    if not (v >= 0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return v
+
+
+def check_fraction(value: Any, name: str, *, low_open: bool = False, high_open: bool = False) -> float:
+    """Return ``float(value)`` if it lies in [0, 1] (ends open as asked), else raise."""
+    v = _check_real(value, name)
+    lo_ok = v > 0 if low_open else v >= 0
+    hi_ok = v < 1 if high_open else v <= 1
+    if not (lo_ok and hi_ok):
+        lo = "(0" if low_open else "[0"
+        hi = "1)" if high_open else "1]"
+        raise ValueError(f"{name} must lie in {lo}, {hi}; got {value!r}")
+    return v
+
+
+def check_int(value: Any, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None) -> int:
+    """Return ``int(value)`` if it is an integer within [minimum, maximum], else raise."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer; got {type(value).__name__}")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be <= {maximum}; got {v}")
+    return v
+
+
+def check_choice(value: Any, name: str, choices: "tuple[str, ...] | list[str]") -> str:
+    """Return ``value`` if it is one of ``choices`` (strings), else raise."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {list(choices)}; got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {list(choices)}")
+    return value
+
+
+def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+    """Map ``"auto"``/``None`` to CUDA when available, else CPU; validate others.
+
+    Raises ``ValueError`` when CUDA is asked for and is not available.
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"invalid device {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+def make_generator(seed: Optional[int], device: Union[str, torch.device] = "cpu") -> Optional[torch.Generator]:
+    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (``None`` -> ``None``: global RNG)."""
+    if seed is None:
+        return None
+    seed = check_int(seed, "seed", minimum=0)
+    g = torch.Generator(device=torch.device(device))
+    g.manual_seed(seed)
+    return g

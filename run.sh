@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up and go, on a fresh machine with Python 3.11 and pip:
+#   bash run.sh book   install everything, execute every chapter and build the HTML book (_build/html)
+#   bash run.sh test   install everything, run the unit/property tests and nbval over every chapter
+# The virtual environment is .venv (or $VENV); it is created once and reused.
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV="${VENV:-.venv}"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+setup() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "[run.sh] creating virtual environment in $VENV"
+    "$PY" -m venv "$VENV"
+  fi
+  # Installs only what is missing; a first install downloads torch (~2 min).
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+}
+
+case "${1:-}" in
+  book)
+    setup
+    "$VENV/bin/jupyter-book" build --all -W --keep-going .
+    "$VENV/bin/python" tests/check_book.py _build/html
+    echo "[run.sh] book built: _build/html/index.html"
+    ;;
+  test)
+    setup
+    shift || true
+    "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile \
+      --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg "$@"
+    ;;
+  *)
+    echo "usage: bash run.sh book | bash run.sh test [pytest args]" >&2
+    exit 2
+    ;;
+esac
