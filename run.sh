@@ -19,11 +19,19 @@ setup() {
   "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 }
 
+# pages the browser check opens (screenshots go to _build/screenshots)
+BROWSER_PAGES="${BROWSER_PAGES:-book/intro.html}"
+
 case "${1:-}" in
   book)
     setup
     "$VENV/bin/jupyter-book" build --all -W --keep-going .
     "$VENV/bin/python" tests/check_book.py _build/html
+    if [ -x /usr/bin/chromium ]; then   # Debian's chromium: apt-get install chromium
+      "$VENV/bin/python" tests/browser_check.py _build/html _build/screenshots $BROWSER_PAGES
+    else
+      echo "[run.sh] /usr/bin/chromium not found: skipping the browser check (apt-get install chromium)"
+    fi
     echo "[run.sh] book built: _build/html/index.html"
     ;;
   test)
