@@ -15,6 +15,7 @@ import torch
 
 __all__ = [
     "as_tensor",
+    "all_finite",
     "check_same_shape",
     "check_same_device",
     "check_positive",
@@ -70,9 +71,16 @@ def as_tensor(
         raise ValueError(f"{name} must have at least {min_dim} dimension(s); got shape {tuple(t.shape)}")
     if t.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
-    if finite and not bool(torch.isfinite(t).all()):
+    if finite and not all_finite(t):
         raise ValueError(f"{name} contains NaN or infinite values")
     return t
+
+
+def all_finite(t: torch.Tensor, block: int = 1 << 20) -> bool:
+    """True when every entry of ``t`` is finite. Checked in blocks of ``block`` entries, on the
+    tensor's own device, so a large matrix never gets a full-size temporary."""
+    flat = t.reshape(-1)
+    return all(bool(torch.isfinite(flat[i:i + block]).all()) for i in range(0, flat.numel(), block))
 
 
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
