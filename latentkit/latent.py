@@ -41,6 +41,7 @@ __all__ = [
     "MultivariateNormal",
     "LowRankMultivariateNormal",
     "latent_space",
+    "relocate",
     "SwagFit",
     "fit_swag",
     "LaplaceFit",
@@ -1008,6 +1009,44 @@ def ledoit_wolf(samples: Any, *, assume_centered: bool = False, jitter: Optional
 # --------------------------------------------------------------------------------------------
 # single entry point
 # --------------------------------------------------------------------------------------------
+
+def relocate(dist: Distribution, loc: Any) -> Distribution:
+    r"""The same latent law moved to a new location: covariance / scale / df / factors kept exactly.
+
+    For ``p = N(m, S)`` returns ``N(loc, S)`` (likewise ``t_nu(loc, Sigma)`` and ``MN(loc, U, V)``);
+    ``loc`` is reshaped to the law's event shape. Used to split a KL into its mean and covariance
+    parts, e.g. ``KL(p || q) = KL(relocate(q, p.loc) || q) + KL(p || relocate(q, p.loc))`` for Gaussians.
+
+    Raises
+    ------
+    TypeError
+        If ``dist`` is not one of latentkit's latent families (or torch's full / low-rank Gaussian).
+    ValueError
+        If ``loc`` does not have as many entries as the law's event, or is not finite.
+    """
+    if not isinstance(dist, Distribution):
+        raise TypeError(f"dist must be a torch Distribution; got {type(dist).__name__}")
+    old = dist.loc
+    loc = as_tensor(loc, "loc").to(device=old.device, dtype=old.dtype)
+    if loc.numel() != old.numel():
+        raise ValueError(f"loc has {loc.numel()} entries but the law's event has {old.numel()}")
+    loc = loc.reshape(old.shape)
+    if isinstance(dist, IsotropicNormal):
+        return IsotropicNormal(loc, dist.scale)
+    if isinstance(dist, DiagonalNormal):
+        return DiagonalNormal(loc, dist.variance.sqrt())
+    if isinstance(dist, MatrixNormal):
+        return MatrixNormal._from_factors(loc, dist._row, dist._col)
+    if isinstance(dist, MultivariateStudentT):
+        if dist.is_isotropic:
+            return MultivariateStudentT(loc, df=dist.df, scale=dist.scale)
+        return MultivariateStudentT(loc, dist.scale_tril, dist.df)
+    if isinstance(dist, LowRankMultivariateNormal):
+        return LowRankMultivariateNormal(loc, dist.cov_factor, dist.cov_diag)
+    if isinstance(dist, MultivariateNormal):
+        return MultivariateNormal(loc, scale_tril=dist.scale_tril)
+    raise TypeError(f"not a latentkit latent law: {type(dist).__name__}")
+
 def latent_space(
     weight: Any,
     family: str = "gaussian",

@@ -415,3 +415,57 @@ def test_latent_on_cuda_stays_on_device():
         assert p.loc.device.type == "cuda"
         x = p.sample((3,), generator=torch.Generator(device="cuda").manual_seed(0))
         assert x.device.type == "cuda" and p.log_prob(x).device.type == "cuda"
+
+
+# ---------------------------------------------------------------- relocate
+@pytest.mark.parametrize("family", ["iso", "diag", "mn", "full", "lowrank", "t_iso", "t_full"])
+def test_relocate_keeps_the_covariance_and_moves_the_mean(family):
+    """KL(relocate(p, m) || p) against the dense formula 1/2 (m - loc)^T S^-1 (m - loc) (Gaussians),
+    and against the exact Student-t KL from the Mahalanobis distance."""
+    from latentkit.divergence import student_t_kl_from_distance
+    from latentkit.latent import relocate
+
+    g = torch.Generator().manual_seed(3)
+    r, c = 2, 3
+    d = r * c
+    loc = torch.randn(d, generator=g, dtype=torch.float64)
+    m = torch.randn(d, generator=g, dtype=torch.float64)
+    A = torch.randn(d, d, generator=g, dtype=torch.float64)
+    S_full = A @ A.T + d * torch.eye(d, dtype=torch.float64)
+    U = torch.tensor([[2.0, 0.3], [0.3, 1.0]], dtype=torch.float64)
+    V = torch.diag(torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64))
+    W = torch.randn(d, 2, generator=g, dtype=torch.float64)
+    cd = torch.rand(d, generator=g, dtype=torch.float64) + 0.5
+    sd = torch.rand(d, generator=g, dtype=torch.float64) + 0.5
+    laws = {
+        "iso": (IsotropicNormal(loc, 0.7), 0.49 * torch.eye(d, dtype=torch.float64)),
+        "diag": (DiagonalNormal(loc, sd), torch.diag(sd**2)),
+        "mn": (MatrixNormal(loc.reshape(r, c), row_cov=U, col_cov=V), torch.kron(U, V)),
+        "full": (torch.distributions.MultivariateNormal(loc, S_full), S_full),
+        "lowrank": (torch.distributions.LowRankMultivariateNormal(loc, W, cd), W @ W.T + torch.diag(cd)),
+        "t_iso": (MultivariateStudentT(loc, df=5.0, scale=0.7), 0.49 * torch.eye(d, dtype=torch.float64)),
+        "t_full": (MultivariateStudentT(loc, torch.linalg.cholesky(S_full), 5.0), S_full),
+    }
+    p, S = laws[family]
+    moved = relocate(p, m)
+    assert type(moved) is type(p)
+    assert torch.allclose(moved.loc.reshape(-1), m)
+    diff = m - loc
+    maha2 = float(diff @ torch.linalg.solve(S, diff))
+    expected = 0.5 * maha2 if not family.startswith("t_") else student_t_kl_from_distance(maha2**0.5, 5.0, d)
+    got = float(torch.distributions.kl_divergence(moved, p))
+    assert got == pytest.approx(expected, rel=1e-8)
+
+
+def test_relocate_rejects_bad_inputs():
+    from latentkit.latent import relocate
+
+    p = IsotropicNormal(torch.zeros(4, dtype=torch.float64), 1.0)
+    with pytest.raises(ValueError, match="entries"):
+        relocate(p, torch.zeros(5))
+    with pytest.raises(ValueError, match="NaN"):
+        relocate(p, torch.tensor([0.0, float("nan"), 0.0, 0.0]))
+    with pytest.raises(TypeError, match="Distribution"):
+        relocate("not a law", torch.zeros(4))
+    with pytest.raises(TypeError, match="latent law"):
+        relocate(torch.distributions.Normal(torch.zeros(4), 1.0), torch.zeros(4))
