@@ -1,0 +1,152 @@
+"""Benchmark: prune every Linear/Conv of VGG16 (random init, 138M parameters) to 50%.
+
+Cases (each in a fresh subprocess, so peak memory is not polluted by the others):
+  ours_layer    latentkit.pruning.prune(model, "lowest", 0.5, layers="all", scope="layer")
+  torch_layer   torch.nn.utils.prune.l1_unstructured(module, "weight", 0.5) for each layer
+  ours_global   latentkit.pruning.prune(model, "lowest", 0.5, layers="all", scope="global")
+  torch_global  torch.nn.utils.prune.global_unstructured(..., L1Unstructured, amount=0.5)
+
+Reported per case: wall time of the pruning call; peak resident memory during the run (CPU:
+VmHWM after resetting it through /proc/self/clear_refs just before pruning, falling back to
+resource.getrusage's ru_maxrss; GPU: torch.cuda.max_memory_allocated), as a multiple of the model's
+own parameter bytes; the resident memory after pruning (the torch.nn.utils.prune layout keeps
+weight_orig + weight_mask + weight: 2x the model on top of it, for any method); the growth of
+memory during pruning, (peak - before) / model, and the transient = growth - 2 (the algorithm's own
+working memory; freed memory often stays resident, so "after" is not a useful CPU measure). Then the
+ratios ours / torch.
+
+Usage:  python benchmarks/bench_pruning.py [--quick] [--device cpu|cuda] [--threads N]
+  --quick: VGG11 features + a narrow classifier (about 16M parameters), runs in well under a minute.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+CASES = ("ours_layer", "torch_layer", "ours_global", "torch_global")
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def build(quick: bool):
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    if quick:
+        m = torchvision.models.vgg11(weights=None)
+        m.classifier = torch.nn.Sequential(torch.nn.Linear(25088, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
+                                           torch.nn.ReLU(), torch.nn.Linear(256, 1000))
+    else:
+        m = torchvision.models.vgg16(weights=None)
+    return m
+
+
+def run_case(case: str, quick: bool, device: str, threads: int) -> dict:
+    import torch
+    from torch.nn.utils import prune as tp
+
+    torch.set_num_threads(threads)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from latentkit.pruning import prunable_layers, prune
+
+    model = build(quick).to(device)
+    layers = prunable_layers(model)
+    model_bytes = sum(m.weight.numel() * m.weight.element_size() for _, m in layers)
+    all_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    n_params = sum(p.numel() for p in model.parameters())
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _rss_kib("VmRSS") * 1024
+        reset_ok = _reset_peak()
+    t0 = time.perf_counter()
+    if case == "ours_layer":
+        prune(model, "lowest", 0.5, layers="all", scope="layer")
+    elif case == "ours_global":
+        prune(model, "lowest", 0.5, layers="all", scope="global")
+    elif case == "torch_layer":
+        for _, m in layers:
+            tp.l1_unstructured(m, "weight", amount=0.5)
+    elif case == "torch_global":
+        tp.global_unstructured([(m, "weight") for _, m in layers], pruning_method=tp.L1Unstructured, amount=0.5)
+    if cuda:
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    if cuda:
+        peak = torch.cuda.max_memory_allocated()
+        after = torch.cuda.memory_allocated()
+        how = "torch.cuda.max_memory_allocated"
+    else:
+        after = _rss_kib("VmRSS") * 1024
+        if reset_ok:
+            peak = _rss_kib("VmHWM") * 1024
+            how = "VmHWM after clear_refs"
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            how = "ru_maxrss (process lifetime)"
+    zeros = sum(int((m.weight_mask == 0).sum()) for _, m in layers)
+    return {"case": case, "seconds": dt, "model_bytes": model_bytes, "all_param_bytes": all_bytes,
+            "n_params": n_params, "base": base, "peak": peak, "after": after, "zeros": zeros, "how": how}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case, args.quick, args.device, args.threads)))
+        return
+    res = {}
+    for case in CASES:
+        cmd = [sys.executable, os.path.abspath(__file__), "--case", case, "--device", args.device,
+               "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        res[case] = json.loads(out.strip().splitlines()[-1])
+    r0 = res["ours_layer"]
+    mb = r0["model_bytes"]
+    print(f"model: {'VGG11 (narrow classifier)' if args.quick else 'VGG16'}, {r0['n_params'] / 1e6:.1f}M parameters, "
+          f"pruned weights {mb / 2**20:.0f} MiB; device {args.device}, {args.threads} thread(s); memory: {r0['how']}")
+    print("growth = (peak - memory before pruning) / model; the torch.nn.utils.prune layout itself stores a mask and")
+    print("a masked copy per weight (growth 2.0); transient = growth - 2.0 is the pruning algorithm's working memory")
+    print(f"{'case':<13} {'time s':>8} {'growth/model':>13} {'transient/model':>16} {'peak GiB':>9} {'zeros':>12}")
+    for case in CASES:
+        r = res[case]
+        g = (r["peak"] - r["base"]) / mb
+        print(f"{case:<13} {r['seconds']:>8.2f} {g:>13.2f} {g - 2.0:>16.2f} {r['peak'] / 2**30:>9.2f} {r['zeros']:>12d}")
+    for scope in ("layer", "global"):
+        o, t = res[f"ours_{scope}"], res[f"torch_{scope}"]
+        go, gt = (o["peak"] - o["base"]) / mb, (t["peak"] - t["base"]) / mb
+        print(f"{scope:>6} scope: time ours/torch = {o['seconds'] / t['seconds']:.3f}, "
+              f"growth ours/torch = {go / gt:.3f}, transient ours = {go - 2:.2f}x model vs torch {gt - 2:.2f}x, "
+              f"same zero count: {o['zeros'] == t['zeros']}")
+
+
+if __name__ == "__main__":
+    main()

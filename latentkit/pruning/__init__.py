@@ -1,0 +1,68 @@
+"""Pruning on the weights' own device, compatible with ``torch.nn.utils.prune``.
+
+``prune(model, method, amount, layers="last", scope="layer", seed=None, **options) -> PruneResult``
+with methods ``lowest``, ``highest``, ``highest_reference``, ``random``, ``structured``,
+``lq_adaptive`` and ``spectral``; fine-tuning that never revives a pruned weight
+(:class:`MaskedOptimizer`, :func:`freeze_all_but`); soft sparsity (:func:`lq_index`,
+:func:`pq_index`); spectral degrees of freedom (:func:`degrees_of_freedom`); and the
+Qian-Klabjan random-network simulation (:func:`qian_klabjan_simulation`).
+"""
+from .core import (
+    METHODS,
+    PrecomputedMask,
+    PruneResult,
+    effective_weight,
+    last_layer,
+    prunable_layers,
+    prune,
+    pruning_mask,
+    select_layers,
+    soft_sparsity,
+    sparsity_report,
+    unprune,
+)
+from .finetune import MaskedOptimizer, freeze_all_but, model_masks
+from .simulation import qian_klabjan_simulation
+from .soft import best_s_term_error, lq_adaptive_mask, lq_index, lq_norm, lq_tail_scores, pq_index
+from .spectral import (
+    SpectralSelection,
+    degrees_of_freedom,
+    greedy_spectral_selection,
+    input_second_moment,
+    reconstruction_matrix,
+    ridge_reconstruction_error,
+)
+from ._select import select_smallest
+
+__all__ = [
+    "METHODS",
+    "PrecomputedMask",
+    "PruneResult",
+    "prune",
+    "last_layer",
+    "prunable_layers",
+    "select_layers",
+    "sparsity_report",
+    "pruning_mask",
+    "unprune",
+    "effective_weight",
+    "MaskedOptimizer",
+    "model_masks",
+    "freeze_all_but",
+    "lq_norm",
+    "lq_index",
+    "pq_index",
+    "best_s_term_error",
+    "lq_tail_scores",
+    "lq_adaptive_mask",
+    "soft_sparsity",
+    "degrees_of_freedom",
+    "ridge_reconstruction_error",
+    "greedy_spectral_selection",
+    "reconstruction_matrix",
+    "SpectralSelection",
+    "input_second_moment",
+    "qian_klabjan_simulation",
+    "select_smallest",
+]
+

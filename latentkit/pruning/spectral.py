@@ -1,0 +1,163 @@
+"""Spectral pruning (Suzuki et al., IJCAI 2020, arXiv:1808.08558): covariance-driven node selection.
+
+Notation: the nodes F of a layer are the inputs of the *next* layer (the outputs of the pruned layer
+after its activation), S = E[x x^T] their (uncentred) second-moment matrix on a batch, lambda > 0 a
+ridge parameter. For a kept subset J the best ridge reconstruction of all nodes from the kept ones is
+x_F ~ A x_J with A = S_FJ (S_JJ + lambda I)^-1, and its error is
+
+    L(J) = tr[S_FF - S_FJ (S_JJ + lambda I)^-1 S_JF].
+
+Greedy forward selection adds, at each step, the node with the largest decrease of L. With the
+residual R = S - S_FJ (S_JJ + lambda I)^-1 S_JF, adding node j lowers L by ||R[:, j]||^2 / (R_jj + lambda)
+and updates R <- R - R[:, j] R[j, :] / (R_jj + lambda) (block inverse / Schur complement), so a step is
+O(|F|^2) and vectorised over all candidates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .._validation import as_tensor, check_int, check_positive
+
+__all__ = [
+    "degrees_of_freedom",
+    "ridge_reconstruction_error",
+    "greedy_spectral_selection",
+    "reconstruction_matrix",
+    "SpectralSelection",
+    "input_second_moment",
+]
+
+
+def _check_cov(S: torch.Tensor, name: str = "S") -> torch.Tensor:
+    S = as_tensor(S, name, min_dim=2).to(torch.float64)
+    if S.dim() != 2 or S.shape[0] != S.shape[1]:
+        raise ValueError(f"{name} must be a square matrix; got shape {tuple(S.shape)}")
+    scale = float(S.abs().max().item()) or 1.0
+    if not torch.allclose(S, S.T, rtol=0, atol=1e-8 * scale):
+        raise ValueError(f"{name} must be symmetric")
+    return (S + S.T) / 2
+
+
+def degrees_of_freedom(S: torch.Tensor, lam: float) -> float:
+    r"""Degrees of freedom :math:`N(\lambda) = \mathrm{tr}[S (S + \lambda I)^{-1}] = \sum_j \mu_j / (\mu_j + \lambda)`.
+
+    Parameters
+    ----------
+    S : Tensor (F, F)
+        Symmetric positive semi-definite (second-moment) matrix; eigenvalues mu_j (tiny negative
+        round-off eigenvalues are clipped to 0).
+    lam : float > 0
+        Ridge parameter, in the units of S.
+
+    Returns
+    -------
+    float in [0, F]
+    """
+    S = _check_cov(S)
+    lam = check_positive(lam, "lam")
+    mu = torch.linalg.eigvalsh(S).clamp_min(0)
+    return float((mu / (mu + lam)).sum().item())
+
+
+def ridge_reconstruction_error(S: torch.Tensor, J: Sequence[int], lam: float) -> float:
+    r""":math:`L(J) = \mathrm{tr}[S_{FF} - S_{FJ} (S_{JJ} + \lambda I)^{-1} S_{JF}]` for index list ``J`` (float64)."""
+    S = _check_cov(S)
+    lam = check_positive(lam, "lam")
+    J = list(J)
+    if not J:
+        return float(torch.trace(S).item())
+    idx = torch.as_tensor(J, device=S.device)
+    SFJ = S[:, idx]
+    K = S[idx][:, idx] + lam * torch.eye(len(J), dtype=S.dtype, device=S.device)
+    return float((torch.trace(S) - torch.trace(SFJ @ torch.linalg.solve(K, SFJ.T))).item())
+
+
+def reconstruction_matrix(S: torch.Tensor, J: Sequence[int], lam: float) -> torch.Tensor:
+    r""":math:`A = S_{FJ} (S_{JJ} + \lambda I)^{-1}`, shape ``(F, |J|)`` (float64): :math:`x_F \approx A x_J`."""
+    S = _check_cov(S)
+    lam = check_positive(lam, "lam")
+    idx = torch.as_tensor(list(J), device=S.device, dtype=torch.long)
+    K = S[idx][:, idx] + lam * torch.eye(len(idx), dtype=S.dtype, device=S.device)
+    # A K = S_FJ  <=>  K A^T = S_JF (K symmetric)
+    return torch.linalg.solve(K, S[idx, :]).T
+
+
+@dataclass
+class SpectralSelection:
+    """Result of :func:`greedy_spectral_selection`.
+
+    Attributes
+    ----------
+    selected : list[int]   kept nodes in the order the greedy added them
+    errors : list[float]   L(J) after 0, 1, ..., m additions (length m + 1; errors[0] = tr S)
+    lam : float
+    """
+
+    selected: List[int]
+    errors: List[float]
+    lam: float
+
+
+def greedy_spectral_selection(S: torch.Tensor, m: int, lam: float) -> SpectralSelection:
+    r"""Greedy forward selection of ``m`` nodes minimising the ridge reconstruction error L(J).
+
+    At each step the node j not yet in J maximising :math:`\|R_{:,j}\|^2 / (R_{jj} + \lambda)` is
+    added (first index among exact ties), R being the current residual (module docstring). The
+    error sequence is non-increasing. float64 on the device of ``S``; O(m F^2).
+    """
+    S = _check_cov(S)
+    lam = check_positive(lam, "lam")
+    F = S.shape[0]
+    m = check_int(m, "m", minimum=0, maximum=F)
+    R = S.clone()
+    chosen = torch.zeros(F, dtype=torch.bool, device=S.device)
+    err = float(torch.trace(S).item())
+    selected, errors = [], [err]
+    for _ in range(m):
+        gain = (R * R).sum(0) / (torch.diagonal(R) + lam)
+        gain = torch.where(chosen, torch.full_like(gain, -float("inf")), gain)
+        j = int(torch.argmax(gain).item())
+        u = R[:, j].clone()
+        R -= torch.outer(u, u) / (u[j] + lam)
+        chosen[j] = True
+        selected.append(j)
+        err = float(torch.trace(R).item())
+        errors.append(err)
+    return SpectralSelection(selected, errors, lam)
+
+
+def _node_features(x: torch.Tensor) -> torch.Tensor:
+    """(n, C) rows of node values: Linear input (..., C) or conv input (N, C, *spatial) per position."""
+    if x.dim() >= 3:  # (N, C, H, W...) -> one row per sample and position
+        c = x.shape[1]
+        return x.movedim(1, -1).reshape(-1, c)
+    return x.reshape(-1, x.shape[-1])
+
+
+def input_second_moment(model: nn.Module, module: nn.Module, inputs: torch.Tensor,
+                        forward: Optional[Callable[[nn.Module, torch.Tensor], object]] = None) -> torch.Tensor:
+    r"""Uncentred second moment :math:`S = \frac1n \sum_i x_i x_i^T` of ``module``'s input on a batch (float64).
+
+    The input is captured by a forward pre-hook during ``model(inputs)`` (no gradients). For a
+    convolution the nodes are channels and every spatial position of every image is a sample.
+    Returns ``(C, C)`` on the activations' device.
+    """
+    store = {}
+
+    def hook(mod, args):
+        store["x"] = args[0].detach()
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        with torch.no_grad():
+            (forward or (lambda mdl, x: mdl(x)))(model, inputs)
+    finally:
+        handle.remove()
+    if "x" not in store:
+        raise ValueError("the layer after the pruned one was not called by model(inputs); pass next_layer=")
+    f = _node_features(store["x"]).to(torch.float64)
+    return f.T @ f / f.shape[0]
