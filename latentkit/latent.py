@@ -294,7 +294,7 @@ class IsotropicNormal(_VectorLaw):
 
     @property
     def covariance_matrix(self) -> torch.Tensor:
-        """Dense ``s^2 I`` (d x d): for small ``d`` only."""
+        """Dense ``s^2 I`` (d x d), for small ``d`` only."""
         return self.scale**2 * torch.eye(self.dim, dtype=self.loc.dtype, device=self.loc.device)
 
     def rsample(self, sample_shape: Sequence[int] = torch.Size(), generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -356,7 +356,7 @@ class DiagonalNormal(_VectorLaw):
 
     @property
     def covariance_matrix(self) -> torch.Tensor:
-        """Dense ``diag(scale^2)`` (d x d): for small ``d`` only."""
+        """Dense ``diag(scale^2)`` (d x d), for small ``d`` only."""
         return torch.diag(self.scale**2)
 
     def rsample(self, sample_shape: Sequence[int] = torch.Size(), generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -545,7 +545,7 @@ class MatrixNormal(Distribution):
 
     @property
     def covariance_matrix(self) -> torch.Tensor:
-        """Dense ``kron(U, V)`` (rc x rc): for small sizes only."""
+        """Dense ``kron(U, V)`` (rc x rc), for small sizes only."""
         return torch.kron(self.row_cov.contiguous(), self.col_cov.contiguous())
 
     def to_multivariate_normal(self) -> MultivariateNormal:
@@ -653,7 +653,7 @@ class MultivariateStudentT(_VectorLaw):
 
     @property
     def scale_tril(self) -> torch.Tensor:
-        """``L`` (dense ``s I`` for an isotropic law: small ``d`` only)."""
+        """``L`` (dense ``s I`` for an isotropic law, so small ``d`` only)."""
         if self._scale_tril is not None:
             return self._scale_tril
         return self.scale * torch.eye(self.dim, dtype=self.loc.dtype, device=self.loc.device)
@@ -742,7 +742,8 @@ class SwagFit:
     jitter : float
         Added to every variance below (stated, never hidden).
     num_snapshots, rank : int
-    projection, num_chunks : the projection the snapshots went through (must match the latent).
+    projection, num_chunks : str, int
+        The projection the snapshots went through (must match the latent).
 
     Notes
     -----

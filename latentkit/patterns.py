@@ -40,7 +40,9 @@ def _pair(w: Any, w_pruned: Any) -> "tuple[torch.Tensor, torch.Tensor]":
     w_pruned = as_tensor(w_pruned, "w_pruned", min_dim=0)
     check_same_shape(w, w_pruned, "w", "w_pruned")
     check_same_device(w, w_pruned, "w", "w_pruned")
-    return w, w_pruned
+    # AP2/AP3 are measurements returned as floats: detach so a weight that requires grad
+    # (a Parameter or an expression of one) neither warns nor records an autograd graph.
+    return w.detach(), w_pruned.detach()
 
 
 def ap2(

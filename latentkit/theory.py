@@ -4,22 +4,23 @@ Every function returns a :class:`Check`: the two sides of the inequality (or the
 identity), the relation, whether it held, and the intermediate quantities in ``details``; never a bare
 boolean. The book's theory chapter derives each claim and runs these functions.
 
-==================================  =====================================================================
-function                            claim
-==================================  =====================================================================
-:func:`check_gaussian_kl`           latentkit's KL = dense closed form (SciPy) = torch's full-covariance KL
-:func:`check_kl_decomposition`      KL = mean term + covariance term (the latter independent of the means)
-:func:`check_eigen_sandwich`        shared covariance: AP2/(2 lmax) <= AP3 <= AP2/(2 lmin)
-:func:`check_ap2_implies_ap3`       AP2 <= eps  =>  AP3 <= eps / (2 lmin)
-:func:`check_ap3_implies_ap2`       AP3 <= eps  =>  AP2 <= 2 lmax eps
+=======================================  ======================================================================
+function                                 claim
+=======================================  ======================================================================
+:func:`check_gaussian_kl`                latentkit's KL = dense closed form (SciPy) = torch's full-covariance KL
+:func:`check_kl_decomposition`           KL = mean term + covariance term (the latter independent of the means)
+:func:`check_eigen_sandwich`             shared covariance: AP2/(2 lmax) <= AP3 <= AP2/(2 lmin)
+:func:`check_ap2_implies_ap3`            AP2 <= eps  =>  AP3 <= eps / (2 lmin)
+:func:`check_ap3_implies_ap2`            AP3 <= eps  =>  AP2 <= 2 lmax eps
 :func:`check_isotropic_proportionality`  Sigma = s^2 I: AP3 = AP2 / (2 s^2)
-:func:`check_student_t_limit`       Student-t AP3 -> Gaussian AP3 as df -> infinity
-:func:`check_monte_carlo_rate`      Monte Carlo KL error ~ n^(-1/2)
-:func:`check_pinsker`               TV <= sqrt(KL / 2) (and Bretagnolle-Huber)
-:func:`check_softmax_loss_bound`    |L(W) - L(W~)| <= sqrt2 E||x|| ||W - W~||_F <= sqrt2 E||x|| sqrt(2 lmax AP3)
-:func:`check_margin_bound`          accuracy drop <= P(correct and margin <= 2 ||(W - W~) x||_inf)
-:func:`check_laplace_second_order`  Laplace/Fisher AP3 ~= second-order loss increase
-==================================  =====================================================================
+:func:`check_student_t_limit`            Student-t AP3 -> Gaussian AP3 as df -> infinity
+:func:`check_monte_carlo_rate`           Monte Carlo KL error ~ n^(-1/2)
+:func:`check_pinsker`                    TV <= sqrt(KL / 2) (and Bretagnolle-Huber)
+:func:`check_softmax_loss_bound`         ``|L(W) - L(W~)| <= sqrt2 E||x|| ||W - W~||_F``
+                                         ``<= sqrt2 E||x|| sqrt(2 lmax AP3)``
+:func:`check_margin_bound`               accuracy drop ``<= P(correct and margin <= 2 ||(W - W~) x||_inf)``
+:func:`check_laplace_second_order`       Laplace/Fisher AP3 ~= second-order loss increase
+=======================================  ======================================================================
 """
 from __future__ import annotations
 
@@ -70,6 +71,8 @@ Number = Union[float, Tuple[float, float]]
 class Check:
     """The outcome of one numerical check of a claim.
 
+    A ``Check`` is truthy exactly when it holds; ``str(check)`` prints it with 4 significant digits.
+
     Attributes
     ----------
     name : str
@@ -84,8 +87,6 @@ class Check:
         Whether ``lhs relation rhs`` held (with the stated tolerance).
     details : dict
         Intermediate quantities (eigenvalues, per-df values, tolerances, ...).
-
-    A ``Check`` is truthy exactly when it holds; ``str(check)`` prints it with 4 significant digits.
     """
 
     name: str
@@ -282,7 +283,9 @@ def check_gaussian_kl(
 
     Parameters
     ----------
-    p, q : Gaussian latents (from :func:`latentkit.latent.latent_space` or torch), same event shape, d <= max_dim.
+    p, q : Distribution
+        Gaussian latents (from :func:`latentkit.latent.latent_space` or torch), same event shape,
+        d <= max_dim.
     """
     from . import divergence  # noqa: F401
 
@@ -383,7 +386,8 @@ def check_eigen_sandwich(p: Distribution, q: Distribution, *, rtol: float = 1e-9
 
     Parameters
     ----------
-    p, q : Gaussian latents of one family sharing a covariance (e.g. ``latent_space(w, ...)`` and
+    p, q : Distribution
+        Gaussian latents of one family sharing a covariance (e.g. ``latent_space(w, ...)`` and
         ``latent_space(w_pruned, ...)`` with the same arguments). ValueError otherwise.
     """
     rtol = check_nonnegative(rtol, "rtol")
@@ -738,10 +742,12 @@ def check_softmax_loss_bound(
 
     Parameters
     ----------
-    weight, weight_pruned : (C, in) tensors
-    features : (n, in) tensor; labels : (n,) integer tensor
-    bias, bias_pruned : (C,) or None. With ``bias_pruned`` given, the bias is folded in (x -> [x, 1],
-        W -> [W, b]) and all norms are of the folded quantities; otherwise the bias is shared.
+    weight, weight_pruned : Tensor (C, in)
+    features : Tensor (n, in)
+    labels : Tensor (n,), integer
+    bias, bias_pruned : Tensor (C,) or None
+        With ``bias_pruned`` given, the bias is folded in (x -> [x, 1], W -> [W, b]) and all norms
+        are of the folded quantities; otherwise the bias is shared.
     latent_kwargs : dict, optional
         Arguments of :func:`latentkit.latent.latent_space` for the AP3 side (default: Gaussian,
         isotropic, scale 1). Projection must be "identity".
@@ -881,12 +887,16 @@ def check_laplace_second_order(
 
     Parameters
     ----------
-    weight, weight_pruned : (C, in); features : (n, in); labels : (n,) integers; bias : (C,) or None
-        (shared by both networks, folded into the latent when given).
+    weight, weight_pruned : Tensor (C, in)
+    features : Tensor (n, in)
+    labels : Tensor (n,), integers
+    bias : Tensor (C,) or None
+        Shared by both networks, folded into the latent when given.
     step : float > 0
-    damping : float > 0, passed to ``fit_laplace_linear`` (``G`` is singular, so the latent needs it; the
-        latent's precision is ``kron(G + damping I, A + damping I)``; ``details["undamped"]`` is the
-        K-FAC quadratic form without it).
+    damping : float > 0
+        Passed to ``fit_laplace_linear`` (``G`` is singular, so the latent needs it; the latent's
+        precision is ``kron(G + damping I, A + damping I)``; ``details["undamped"]`` is the K-FAC
+        quadratic form without it).
     rtol : float > 0
     """
     from . import divergence  # noqa: F401

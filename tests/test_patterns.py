@@ -322,3 +322,17 @@ def test_patterns_on_cuda(pair):
     assert ap3(w, v, family="student_t", df=4.0) == pytest.approx(ap3(*pair, family="student_t", df=4.0), rel=1e-6)
     with pytest.raises(ValueError, match="device"):
         ap2(w, pair[1])
+
+
+def test_ap_on_weights_that_require_grad_do_not_warn():
+    """Measurements on live parameters (and expressions of them) return floats silently."""
+    import warnings
+
+    lin = torch.nn.Linear(6, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = ap2(lin.weight, lin.weight * 0.5)
+        b = ap3(lin.weight, lin.weight * 0.5, scale=1.0)
+    expected = float(((lin.weight.detach() * 0.5) ** 2).sum())
+    assert a == pytest.approx(expected, rel=1e-6)
+    assert b == pytest.approx(expected / 2, rel=1e-6)

@@ -249,7 +249,8 @@ class PruneResult:
         :func:`sparsity_report` of the touched layers (last row ``"(total)"``).
     sparsity : float
         Achieved sparsity over the touched layers (pruned entries / entries).
-    method, amount, scope : as given
+    method, amount, scope
+        As given to :func:`prune`.
     info : dict
         Method details: ``pruned`` (entries or rows pruned by this call), ``epsilon`` for
         ``lq_adaptive`` (the achieved budget multiplier), ``spectral`` per-layer selections, ...
@@ -349,21 +350,23 @@ def prune(
     ----------
     model : nn.Module
     method : str
-        ``"lowest"``  prune the smallest :math:`|w|` (L1 unstructured);
-        ``"highest"`` prune the largest :math:`|w|`, the other weights untouched;
-        ``"highest_reference"`` the reference code's variant: same mask as ``highest`` but every
-        surviving weight is *replaced* by :math:`|w| - \max|w|` (max over the layer's present
-        weights) before masking, so the survivors change value and sign (all become <= 0);
-        ``"random"`` a uniformly random subset of exactly the asked size (``seed``);
-        ``"structured"`` whole output neurons / conv output channels (rows along ``dim``, default
-        0) with the smallest norm (option ``norm=1`` or ``2``, default 2); ``amount`` counts rows;
-        ``"lq_adaptive"`` per-neuron adaptive l_q rule (:func:`~latentkit.pruning.soft.lq_adaptive_mask`,
-        options ``q`` in (0, 1), default 0.5): the budget multiplier epsilon is the one that prunes
-        exactly ``amount`` (reported in ``info["epsilon"]``);
-        ``"spectral"`` Suzuki et al. node selection with next-layer rewiring (options ``inputs``
-        (required, a batch for ``model``), ``lam`` (default ``1e-2 * tr(S) / F``), ``next_layer``,
-        ``forward``); ``amount`` counts nodes (output neurons/channels); scope must be ``"layer"``;
-        the following layer's weights are rewritten (see :mod:`latentkit.pruning.spectral`).
+        One of
+
+        * ``"lowest"``  prune the smallest :math:`|w|` (L1 unstructured);
+        * ``"highest"`` prune the largest :math:`|w|`, the other weights untouched;
+        * ``"highest_reference"`` the reference code's variant: same mask as ``highest`` but every
+          surviving weight is *replaced* by :math:`|w| - \max|w|` (max over the layer's present
+          weights) before masking, so the survivors change value and sign (all become <= 0);
+        * ``"random"`` a uniformly random subset of exactly the asked size (``seed``);
+        * ``"structured"`` whole output neurons / conv output channels (rows along ``dim``, default
+          0) with the smallest norm (option ``norm=1`` or ``2``, default 2); ``amount`` counts rows;
+        * ``"lq_adaptive"`` per-neuron adaptive l_q rule (:func:`~latentkit.pruning.lq_adaptive_mask`,
+          options ``q`` in (0, 1), default 0.5): the budget multiplier epsilon is the one that prunes
+          exactly ``amount`` (reported in ``info["epsilon"]``);
+        * ``"spectral"`` Suzuki et al. node selection with next-layer rewiring (options ``inputs``
+          (required, a batch for ``model``), ``lam`` (default ``1e-2 * tr(S) / F``), ``next_layer``,
+          ``forward``); ``amount`` counts nodes (output neurons/channels); scope must be ``"layer"``;
+          the following layer's weights are rewritten (see :mod:`latentkit.pruning.spectral`).
     amount : float in [0, 1] or int >= 0
         Fraction (rounded like torch: ``round(amount * n)``) or count of the *present* entries
         (rows/nodes for structured/spectral) to prune, per layer (``scope="layer"``) or over all the

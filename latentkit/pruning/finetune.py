@@ -44,6 +44,9 @@ def model_masks(model: nn.Module) -> Dict[nn.Parameter, MaskGetter]:
 class MaskedOptimizer:
     """Wrap a ``torch.optim.Optimizer`` so that masked entries stay exactly zero.
 
+    Every other attribute (``param_groups``, ``state``, ``zero_grad``, ``state_dict``...) is the
+    wrapped optimizer's. See the module docstring for what ``step`` does.
+
     Parameters
     ----------
     optimizer : torch.optim.Optimizer
@@ -56,9 +59,6 @@ class MaskedOptimizer:
     hooks : bool
         Register gradient hooks (``grad * mask``) as well (default True). Call :meth:`remove` to
         take them away.
-
-    Every other attribute (``param_groups``, ``state``, ``zero_grad``, ``state_dict``...) is the
-    wrapped optimizer's. See the module docstring for what ``step`` does.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, masks: Optional[Mapping[torch.Tensor, torch.Tensor]] = None,

@@ -17,10 +17,10 @@ f has a finite, non-trivial infinite-width limit. The layers of fan-in n are pru
 - ``random`` with fraction p: each weight kept independently with probability 1 - p and the
   survivors rescaled by 1/(1 - p) (the unbiased construction); the gap is a centred sum of n
   independent terms of size O(1/n), so it shrinks like n^(-1/2);
-- ``magnitude`` with threshold t: weights with |n w| < t are set to 0 (no rescaling); the gap tends
+- ``magnitude`` with threshold t: weights with ``|n w| < t`` are set to 0 (no rescaling); the gap tends
   to a non-zero limit E[...] that grows with t.
 
-The sup over the unit ball {||x||_2 <= 1} is estimated by the max over ``n_inputs`` uniform points
+The sup over the unit ball ``{||x||_2 <= 1}`` is estimated by the max over ``n_inputs`` uniform points
 followed by ``ascent_steps`` of projected normalised gradient ascent from the best ``n_starts`` of
 them (a lower bound on the true sup). All trials of one configuration run as one batched tensor
 program (``torch.bmm``); seeded with a ``torch.Generator`` on ``device``.
@@ -104,26 +104,37 @@ def qian_klabjan_simulation(
 
     Parameters
     ----------
-    widths : widths n (hidden units per layer) to simulate
-    prune_fractions : fractions p in [0, 1) for ``random`` pruning
-    thresholds : t >= 0 for ``magnitude`` pruning, in units of the weight scale 1/n
-    methods : subset of ("random", "magnitude")
-    depth : number of hidden layers (>= 1); memory grows like trials * depth * width^2
-    input_dim, output_dim : d0 and d_out
-    mean, std : mu and sigma of the width-scaled weights (n W ~ N(mu, sigma^2))
-    trials : independent networks per configuration (batched)
-    n_inputs, n_starts, ascent_steps, ascent_lr : sup-norm estimate
-    seed : seed of the generator; configuration i uses seed + i, so results do not depend on which
-        other configurations are run
-    device, dtype : where and in which precision to simulate
+    widths
+        Widths n (hidden units per layer) to simulate.
+    prune_fractions
+        Fractions p in [0, 1) for ``random`` pruning.
+    thresholds
+        t >= 0 for ``magnitude`` pruning, in units of the weight scale 1/n.
+    methods
+        Subset of ("random", "magnitude").
+    depth
+        Number of hidden layers (>= 1); memory grows like ``trials * depth * width^2``.
+    input_dim, output_dim
+        d0 and d_out.
+    mean, std
+        mu and sigma of the width-scaled weights (n W ~ N(mu, sigma^2)).
+    trials
+        Independent networks per configuration (batched).
+    n_inputs, n_starts, ascent_steps, ascent_lr
+        Sup-norm estimate.
+    seed
+        Seed of the generator; configuration i uses seed + i, so results do not depend on which
+        other configurations are run.
+    device, dtype
+        Where and in which precision to simulate.
 
     Returns
     -------
     pandas.DataFrame
         One row per (method, width, parameter, trial): ``method, width, parameter`` (p or t),
         ``sparsity`` (achieved fraction of pruned weights among the pruned layers), ``trial``,
-        ``gap`` (estimated sup over the unit ball of max_k |f_k - f~_k|), ``output_sup`` (same
-        estimate of sup |f|, on the sampled points) and ``relative_gap = gap / output_sup``.
+        ``gap`` (estimated sup over the unit ball of ``max_k |f_k - f~_k|``), ``output_sup`` (same
+        estimate of ``sup |f|``, on the sampled points) and ``relative_gap = gap / output_sup``.
     """
     widths = [check_int(w, "width", minimum=1) for w in widths]
     if not widths:

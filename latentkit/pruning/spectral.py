@@ -8,9 +8,9 @@ x_F ~ A x_J with A = S_FJ (S_JJ + lambda I)^-1, and its error is
     L(J) = tr[S_FF - S_FJ (S_JJ + lambda I)^-1 S_JF].
 
 Greedy forward selection adds, at each step, the node with the largest decrease of L. With the
-residual R = S - S_FJ (S_JJ + lambda I)^-1 S_JF, adding node j lowers L by ||R[:, j]||^2 / (R_jj + lambda)
-and updates R <- R - R[:, j] R[j, :] / (R_jj + lambda) (block inverse / Schur complement), so a step is
-O(|F|^2) and vectorised over all candidates.
+residual R = S - S_FJ (S_JJ + lambda I)^-1 S_JF, adding node j lowers L by
+``||R[:, j]||^2 / (R_jj + lambda)`` and updates ``R <- R - R[:, j] R[j, :] / (R_jj + lambda)``
+(block inverse / Schur complement), so a step is ``O(|F|^2)`` and vectorised over all candidates.
 """
 from __future__ import annotations
 
@@ -92,8 +92,10 @@ class SpectralSelection:
 
     Attributes
     ----------
-    selected : list[int]   kept nodes in the order the greedy added them
-    errors : list[float]   L(J) after 0, 1, ..., m additions (length m + 1; errors[0] = tr S)
+    selected : list[int]
+        Kept nodes in the order the greedy added them.
+    errors : list[float]
+        L(J) after 0, 1, ..., m additions (length m + 1; errors[0] = tr S).
     lam : float
     """
 
