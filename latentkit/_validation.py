@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ __all__ = [
     "check_choice",
     "resolve_device",
     "make_generator",
+    "check_columns",
 ]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -183,3 +184,26 @@ def make_generator(seed: Optional[int], device: Union[str, torch.device] = "cpu"
     g = torch.Generator(device=torch.device(device))
     g.manual_seed(seed)
     return g
+
+
+def check_columns(df: Any, required: "Sequence[str]", name: str = "table") -> Any:
+    """Return ``df`` if it is a pandas DataFrame holding every column of ``required``, else raise.
+
+    Raises
+    ------
+    TypeError
+        If ``df`` is not a ``pandas.DataFrame``.
+    ValueError
+        If columns are missing (the message names them and lists the columns present), or if
+        ``df`` has no rows.
+    """
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame; got {type(df).__name__}")
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} is missing column(s) {missing}; it has {list(df.columns)}")
+    if len(df) == 0:
+        raise ValueError(f"{name} has no rows")
+    return df
