@@ -407,6 +407,23 @@ def check_eigen_sandwich(p: Distribution, q: Distribution, *, rtol: float = 1e-9
     )
 
 
+def _implication(name: str, *, premise_value: float, conclusion_value: float, eps: Optional[float],
+                 bound_factor: float, rtol: float, details: Dict[str, Any]) -> Check:
+    """``premise_value <= eps`` implies ``conclusion_value <= bound_factor * eps``, as a Check.
+
+    ``eps=None`` uses ``eps = premise_value`` (the tightest instance whose premise holds); a failed
+    premise makes the implication hold vacuously (``details["vacuous"]``).
+    """
+    rtol = check_nonnegative(rtol, "rtol")
+    eps = premise_value if eps is None else check_nonnegative(eps, "eps")
+    premise = premise_value <= eps
+    bound = bound_factor * eps
+    conclusion = conclusion_value <= bound * (1 + rtol) + 1e-300
+    return Check(name=name, lhs=conclusion_value, rhs=bound, relation="<=", holds=(not premise) or conclusion,
+                 details={**details, "eps": eps, "premise": premise, "conclusion": conclusion,
+                          "vacuous": not premise})
+
+
 def check_ap2_implies_ap3(p: Distribution, q: Distribution, eps: Optional[float] = None, *, rtol: float = 1e-9) -> Check:
     """AP2 with tolerance eps implies AP3 with tolerance :math:`\\varepsilon/(2\\lambda_{\\min})` (shared covariance).
 
@@ -414,21 +431,10 @@ def check_ap2_implies_ap3(p: Distribution, q: Distribution, eps: Optional[float]
     implication holds vacuously (``details["premise"] = False``). ``eps=None`` uses eps = AP2, the
     tightest instance whose premise holds.
     """
-    rtol = check_nonnegative(rtol, "rtol")
     a2, a3, lmin, lmax = _ap2_ap3_shared(p, q)
-    eps = a2 if eps is None else check_nonnegative(eps, "eps")
-    premise = a2 <= eps
-    bound = eps / (2 * lmin)
-    conclusion = a3 <= bound * (1 + rtol) + 1e-300
-    return Check(
-        name="AP2(eps) => AP3(eps / (2 lmin))",
-        lhs=a3,
-        rhs=bound,
-        relation="<=",
-        holds=(not premise) or conclusion,
-        details={"ap2": a2, "eps": eps, "lmin": lmin, "premise": premise, "conclusion": conclusion,
-                 "vacuous": not premise},
-    )
+    return _implication("AP2(eps) => AP3(eps / (2 lmin))", premise_value=a2, conclusion_value=a3,
+                        eps=eps, bound_factor=1.0 / (2 * lmin), rtol=rtol,
+                        details={"ap2": a2, "lmin": lmin})
 
 
 def check_ap3_implies_ap2(p: Distribution, q: Distribution, eps: Optional[float] = None, *, rtol: float = 1e-9) -> Check:
@@ -437,21 +443,10 @@ def check_ap3_implies_ap2(p: Distribution, q: Distribution, eps: Optional[float]
     ``lhs`` = AP2, ``rhs`` = 2 lmax eps, relation ``"<="``; vacuous when AP3 > eps
     (``details["premise"] = False``). ``eps=None`` uses eps = AP3.
     """
-    rtol = check_nonnegative(rtol, "rtol")
     a2, a3, lmin, lmax = _ap2_ap3_shared(p, q)
-    eps = a3 if eps is None else check_nonnegative(eps, "eps")
-    premise = a3 <= eps
-    bound = 2 * lmax * eps
-    conclusion = a2 <= bound * (1 + rtol) + 1e-300
-    return Check(
-        name="AP3(eps) => AP2(2 lmax eps)",
-        lhs=a2,
-        rhs=bound,
-        relation="<=",
-        holds=(not premise) or conclusion,
-        details={"ap3": a3, "eps": eps, "lmax": lmax, "premise": premise, "conclusion": conclusion,
-                 "vacuous": not premise},
-    )
+    return _implication("AP3(eps) => AP2(2 lmax eps)", premise_value=a3, conclusion_value=a2,
+                        eps=eps, bound_factor=2 * lmax, rtol=rtol,
+                        details={"ap3": a3, "lmax": lmax})
 
 
 def check_isotropic_proportionality(
