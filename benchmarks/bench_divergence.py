@@ -20,6 +20,10 @@ the peak extra resident memory is measured by resetting the kernel's high-water 
 (``echo 5 > /proc/self/clear_refs``) after the inputs exist and reading ``VmHWM - VmRSS`` after
 the computation (falls back to ``resource.getrusage`` maxrss deltas where clear_refs is not
 available; tracemalloc cannot see torch's allocations).
+
+Importable (the book's performance appendix calls them at a small size):
+``measure_student_t(n_mc, reps, ...)`` returns part 1's measurements as dicts and
+``measure_gaussian(cases, rows, cols, threads)`` part 2's (one subprocess per case).
 """
 from __future__ import annotations
 
@@ -107,14 +111,54 @@ def high_precision(delta: float, nu: float, d: int) -> float:
     return float((n + dd) / 2 * mp.quad(g, pts))
 
 
+STUDENT_T_CASES = (
+    ("lowest 50%, N(0,.01^2) weights (reference)", 0, 0.0, "lowest"),
+    ("highest 50%, N(0,.01^2) weights", 0, 0.0, "highest"),
+    ("lowest 50%, N(.05,.01^2) weights (larger KL)", 1, 0.05, "lowest"),
+)
+
+
+def measure_student_t(n_mc: int = 600_000, reps: int = 200, *, rows: int = 10, cols: int = 4096,
+                      num_chunks: int = 100, df: float = 4.0, seed: int = 1234, reference: bool = True,
+                      cases=STUDENT_T_CASES) -> list:
+    """Exact vs Monte Carlo Student-t AP3 (part 1); one dict per case.
+
+    ``n_mc`` Monte Carlo samples, ONE repeat timed, its time scaled linearly to 600,000 samples
+    (``t_mc_600k``); the exact KL is timed as the mean of ``reps`` calls after one warm-up.
+    ``ratio_x1`` = t_mc_600k / t_exact, ``ratio_x100`` = 100 x that (the reference's 100 repeats).
+    ``reference``: also the 30-digit mpmath value (``ref``; else the exact value is used as ``ref``).
+    Keys: case, d, delta, ref, exact, t_exact, mc, mc_stderr, n_mc, t_mc, t_mc_600k, ratio_x1,
+    ratio_x100, rel_err_exact, rel_err_mc, se100 (stderr of the reference's 100 x 600k estimator).
+    """
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for name, layer_seed, mean, how in cases:
+        w = reference_layer(layer_seed, rows, cols, mean=mean)
+        wt = prune(w, how)
+        p = latent_space(w, "student_t", projection="chunk_means", num_chunks=num_chunks, df=df)
+        q = latent_space(wt, "student_t", projection="chunk_means", num_chunks=num_chunks, df=df)
+        exact = float(student_t_kl(p, q))  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            exact = float(student_t_kl(p, q))
+        t_exact = (time.perf_counter() - t0) / reps
+        delta = float((p.loc - q.loc).norm())
+        ref = high_precision(delta, df, num_chunks) if reference else exact
+        t0 = time.perf_counter()
+        mc = kl_monte_carlo(p, q, num_samples=n_mc, repeats=1, generator=g)
+        t_mc = time.perf_counter() - t0
+        t_mc_600k = t_mc * (600_000 / n_mc)
+        out.append({"case": name, "d": num_chunks, "delta": delta, "ref": ref, "exact": exact, "t_exact": t_exact,
+                    "mc": float(mc.estimate), "mc_stderr": float(mc.stderr), "n_mc": n_mc, "t_mc": t_mc,
+                    "t_mc_600k": t_mc_600k, "ratio_x1": t_mc_600k / t_exact, "ratio_x100": 100 * t_mc_600k / t_exact,
+                    "rel_err_exact": abs(exact - ref) / ref, "rel_err_mc": abs(float(mc.estimate) - ref) / ref,
+                    "se100": float(mc.stderr) * math.sqrt(n_mc / 600_000) / 10.0})
+    return out
+
+
 def part1(quick: bool) -> None:
     nu, k = 4.0, 100
     n_mc = 50_000 if quick else 600_000
-    rows = [
-        ("lowest 50%, N(0,.01^2) weights (reference)", reference_layer(0), "lowest"),
-        ("highest 50%, N(0,.01^2) weights", reference_layer(0), "highest"),
-        ("lowest 50%, N(.05,.01^2) weights (larger KL)", reference_layer(1, mean=0.05), "lowest"),
-    ]
     print(f"\n## 1. Student-t AP3: 10 x 4096 layer -> {k} chunk means, t_{nu:g}(loc, I)")
     print(f"Monte Carlo: {n_mc:,} samples x 1 repeat timed"
           + (" (quick: time extrapolated linearly to 600,000)" if quick else "") + "; the reference runs 100 repeats.\n")
@@ -122,30 +166,15 @@ def part1(quick: bool) -> None:
            f"{'MC (1 rep)':>13s} {'MC stderr':>10s} {'rel.err':>9s} {'t_MC/600k':>9s} {'ratio x1':>9s} {'ratio x100':>11s}")
     print(hdr)
     print("-" * len(hdr))
-    g = torch.Generator().manual_seed(1234)
     ratios = []
-    for name, w, how in rows:
-        wt = prune(w, how)
-        p = latent_space(w, "student_t", projection="chunk_means", num_chunks=k, df=nu)
-        q = latent_space(wt, "student_t", projection="chunk_means", num_chunks=k, df=nu)
-        exact = float(student_t_kl(p, q))  # warm-up
-        reps = 50 if quick else 200
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            exact = float(student_t_kl(p, q))
-        t_exact = (time.perf_counter() - t0) / reps
-        delta = float((p.loc - q.loc).norm())
-        ref = high_precision(delta, nu, k)
-        t0 = time.perf_counter()
-        mc = kl_monte_carlo(p, q, num_samples=n_mc, repeats=1, generator=g)
-        t_mc = (time.perf_counter() - t0) * (600_000 / n_mc)
-        r1, r100 = t_mc / t_exact, 100 * t_mc / t_exact
-        ratios.append(r100)
-        print(f"{name:46s} {ref:13.6e} {exact:13.6e} {abs(exact - ref) / ref:9.1e} {t_exact * 1e3:7.3f}ms "
-              f"{mc.estimate:13.6e} {mc.stderr:10.2e} {abs(mc.estimate - ref) / ref:9.1e} {t_mc:8.2f}s "
-              f"{r1:9.0f} {r100:11.0f}")
+    for r in measure_student_t(n_mc, reps=50 if quick else 200, df=nu, num_chunks=k):
+        name, ref, exact = r["case"], r["ref"], r["exact"]
+        ratios.append(r["ratio_x100"])
+        print(f"{name:46s} {ref:13.6e} {exact:13.6e} {r['rel_err_exact']:9.1e} {r['t_exact'] * 1e3:7.3f}ms "
+              f"{r['mc']:13.6e} {r['mc_stderr']:10.2e} {r['rel_err_mc']:9.1e} {r['t_mc_600k']:8.2f}s "
+              f"{r['ratio_x1']:9.0f} {r['ratio_x100']:11.0f}")
         if name.endswith("(reference)"):
-            se100 = mc.stderr * math.sqrt(n_mc / 600_000) / 10.0
+            se100 = r["se100"]
             print(f"{'':46s} reference estimator (100 x 600k) would have stderr ~ {se100:.2e} "
                   f"= {se100 / ref:.0%} of the KL")
     print(f"\nspeed-up of the exact method over the reference's estimator (100 repeats x 600,000 samples): "
@@ -214,6 +243,35 @@ def _case(name: str, r: int = 100, c: int = 4096, warm_up: bool = True) -> dict:
             "extra_mb": mem.extra_mb, "method": mem.method}
 
 
+GAUSSIAN_CASES = ("isotropic", "isotropic_diff", "diagonal", "kronecker", "kronecker_diff")
+
+
+def measure_gaussian(cases=GAUSSIAN_CASES[:4], rows: int = 100, cols: int = 4096, threads: int = 1,
+                     in_process: bool = False) -> list:
+    """Gaussian AP3 (part 2): one fresh subprocess per case (clean peak-memory reading).
+
+    Returns one dict per case with keys case, d, kl, t_kl (best of 3 ``kl(p, q)``), t_all (best of 3,
+    build + KL), extra_mb (peak resident memory above the inputs) and method (how memory was read).
+    ``in_process=True`` runs the cases in this process instead (no interpreter start-up; the timings
+    are the same, but ``extra_mb`` is then unreliable and set to NaN).
+    """
+    res = []
+    if in_process:
+        for name in cases:
+            r = _case(name, rows, cols)
+            r.update(extra_mb=float("nan"), method="not measured (in-process)")
+            res.append(r)
+        return res
+    for name in cases:
+        env = dict(os.environ, BENCH_THREADS=str(threads))
+        cmd = [sys.executable, os.path.abspath(__file__), "--case", name]
+        if (rows, cols) != (100, 4096):
+            cmd += ["--rows", str(rows), "--cols", str(cols)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+        res.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return res
+
+
 def part2(quick: bool, threads: int) -> None:
     cases = ["isotropic", "isotropic_diff", "diagonal", "kronecker"] + ([] if quick else ["kronecker_diff"])
     labels = {
@@ -228,13 +286,9 @@ def part2(quick: bool, threads: int) -> None:
     print(hdr)
     print("-" * len(hdr))
     method = None
-    for name in cases:
-        env = dict(os.environ, BENCH_THREADS=str(threads))
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", name], capture_output=True,
-                             text=True, env=env, check=True)
-        res = json.loads(out.stdout.strip().splitlines()[-1])
+    for res in measure_gaussian(cases, threads=threads):
         method = res["method"]
-        print(f"{labels[name]:38s} {res['kl']:12.6g} {res['t_kl'] * 1e3:7.1f}ms {res['t_all'] * 1e3:9.1f}ms "
+        print(f"{labels[res['case']]:38s} {res['kl']:12.6g} {res['t_kl'] * 1e3:7.1f}ms {res['t_all'] * 1e3:9.1f}ms "
               f"{res['extra_mb']:8.1f} MB")
     print(f"\nt_KL: best of 3 calls of kl(p, q); t_build+KL: best of 3, building both laws from the weights "
           f"(float32 -> float64, checks) + KL;\npeak extra: resident memory above the inputs (weights, covariance "
@@ -246,9 +300,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer Monte Carlo samples; runs in < 30 s")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: shared machines)")
     ap.add_argument("--case", help=argparse.SUPPRESS)
+    ap.add_argument("--rows", type=int, default=100, help=argparse.SUPPRESS)  # layer size of --case
+    ap.add_argument("--cols", type=int, default=4096, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.case:
-        print(json.dumps(_case(args.case)))
+        print(json.dumps(_case(args.case, args.rows, args.cols)))
         return
     torch.set_num_threads(args.threads)
     try:
