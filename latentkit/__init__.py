@@ -9,6 +9,8 @@ theory       numerical checks of the lemmas and bounds, each returning both side
 pruning      masks for any nn.Module, on the weights' own device, torch.nn.utils.prune compatible
 benchmarks   AlexNet / VGG16 / ResNet50 for CIFAR10/100 and the offline stand-in data
 experiments  the paper's protocol as a resumable, cached grid
+claims       the paper's claims 2-7 as verdict tables
 plots        the book's figures
+cli          python -m latentkit run CONFIG | report DIR
 """
 __version__ = "0.1.0"
