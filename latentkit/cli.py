@@ -6,9 +6,9 @@
     bootstrap confidence intervals) between each AP measure and PD_test across the grid's cells.
 ``python -m latentkit report DIR [--n-boot N]``
     Reads ``DIR/results.csv`` (and ``DIR/dense.csv``) and writes ``DIR/report/``: ``summary.csv``,
-    ``correlations.csv`` (levels cells / epochs / within), ``summary.txt`` and figures
-    (``curves_<network>_<dataset>.png``: AP2, AP3 and PD_test over the fine-tuning epochs, one
-    panel per method, log scale; ``dense_curves.png``).
+    ``correlations.csv`` (levels cells / epochs / within), ``claims.csv`` (the paper's claims as
+    verdicts), ``summary.txt`` and the book's figures (``curves_<network>_<dataset>.png``: AP and
+    PD over the fine-tuning epochs; ``dense_curves_<network>.png``).
 """
 from __future__ import annotations
 
@@ -55,12 +55,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def write_report(out_dir: "str | Path", n_boot: int = 1000) -> List[Path]:
-    """Write tables and figures of a finished grid in ``out_dir/report``; return the files written."""
-    import matplotlib
+    """Write tables and figures of a finished grid in ``out_dir/report``; return the files written.
 
-    matplotlib.use("Agg")
+    The figures are the book's own (:mod:`latentkit.plots`) and the verdicts those of
+    :func:`latentkit.claims.paper_claims`, so a report and a chapter show the same thing. The
+    matplotlib backend is left alone (headless shells pick a non-interactive one themselves).
+    """
     import matplotlib.pyplot as plt
 
+    from . import plots
+    from .claims import paper_claims
     from .experiments import correlations, summarize
 
     out_dir = Path(out_dir)
@@ -78,54 +82,30 @@ def write_report(out_dir: "str | Path", n_boot: int = 1000) -> List[Path]:
                       for lv in ("cells", "epochs", "within")], ignore_index=True)
     corr.to_csv(rep / "correlations.csv", index=False)
     written.append(rep / "correlations.csv")
+    verdicts = paper_claims(df, n_boot=n_boot)
+    verdicts.to_csv(rep / "claims.csv", index=False)
+    written.append(rep / "claims.csv")
     with open(rep / "summary.txt", "w") as f:
         f.write("Last epoch, trial means (accuracy in %, PD in percentage points)\n")
         f.write(_fmt(summary) + "\n\nCorrelations with PD (cells and epochs levels)\n")
         f.write(_fmt(corr[corr["level"] != "within"].drop(columns=["note"])) + "\n")
+        f.write("\nThe paper's claims (latentkit.claims.paper_claims)\n")
+        f.write(_fmt(verdicts[["claim", "measure", "passed", "tests", "verdict"]]) + "\n")
     written.append(rep / "summary.txt")
 
-    measures = ["ap2"] + [c for c in df.columns if c.startswith("ap3_")] + ["pd_test"]
-    scale = str(df["scale"].iloc[0]) if "scale" in df.columns else "?"
-    for (net, ds), g in df.groupby(["network", "dataset"], sort=False):
-        methods = list(dict.fromkeys(g["method"]))
-        fig, axes = plt.subplots(len(measures), len(methods), figsize=(3.2 * len(methods), 2.4 * len(measures)),
-                                 sharex=True, sharey="row", squeeze=False)
-        mean = g.groupby(["method", "sparsity", "epoch"], sort=False)[measures].mean().reset_index()
-        for j, m in enumerate(methods):
-            for i, col in enumerate(measures):
-                ax = axes[i, j]
-                for s, gs in mean[mean["method"] == m].groupby("sparsity"):
-                    ax.plot(gs["epoch"], gs[col].clip(lower=1e-12), marker=".", label=f"sparsity {s:g}")
-                ax.set_yscale("log")
-                if i == 0:
-                    ax.set_title(f"{m}")
-                if j == 0:
-                    ax.set_ylabel(col + (" (pp)" if col.startswith("pd") else ""))
-                if i == len(measures) - 1:
-                    ax.set_xlabel("fine-tuning epoch")
-        axes[0, -1].legend(fontsize=7)
-        fig.suptitle(f"{net} on {ds} ({scale} scale): AP measures and PD_test vs epoch, trial means")
-        fig.tight_layout()
-        p = rep / f"curves_{net}_{ds}.png"
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
-        written.append(p)
+    scale = str(df["scale"].iloc[0]) if "scale" in df.columns else None
+    figures = [(f"curves_{net}_{ds}.png", lambda net=net, ds=ds: plots.ap_pd_curves(df, net, ds, scale=scale))
+               for net, ds in df.groupby(["network", "dataset"], sort=False).groups]
     dense_path = out_dir / "dense.csv"
     if dense_path.is_file():
         dense = pd.read_csv(dense_path)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for (net, ds), g in dense.groupby(["network", "dataset"], sort=False):
-            m = g.groupby("epoch")["test_acc"].mean()
-            ax.plot(m.index, m.values, marker=".", label=f"{net} / {ds}")
-        ax.set_xlabel("dense training epoch")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"Dense training ({scale} scale), trial means")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = rep / "dense_curves.png"
-        fig.savefig(p, dpi=100)
+        figures += [(f"dense_curves_{net}.png", lambda net=net: plots.dense_curves(dense, net, scale=scale))
+                    for net in dict.fromkeys(dense["network"])]
+    for name, draw in figures:
+        fig = draw()
+        fig.savefig(rep / name, dpi=100)
         plt.close(fig)
-        written.append(p)
+        written.append(rep / name)
     return written
 
 

@@ -395,8 +395,8 @@ def test_cli_run_and_report(reference_run, tmp_path):
                        capture_output=True, text=True, env=env, cwd=str(REPO), timeout=300)
     assert r.returncode == 0, r.stderr
     rep = out / "report"
-    for f in ("summary.csv", "correlations.csv", "summary.txt", "curves_alexnet_standin10.png",
-              "dense_curves.png"):
+    for f in ("summary.csv", "correlations.csv", "claims.csv", "summary.txt", "curves_alexnet_standin10.png",
+              "dense_curves_alexnet.png"):
         assert (rep / f).is_file(), f
     bad = subprocess.run([sys.executable, "-m", "latentkit", "report", str(tmp_path / "none")],
                          capture_output=True, text=True, env=env, cwd=str(REPO), timeout=300)
