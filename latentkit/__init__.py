@@ -12,5 +12,6 @@ experiments  the paper's protocol as a resumable, cached grid
 claims       the paper's claims 2-7 as verdict tables
 plots        the book's figures
 cli          python -m latentkit run CONFIG | report DIR
+book         the chapters' scale switch (LATENTKIT_SCALE, LATENTKIT_RESULTS)
 """
 __version__ = "0.1.0"
