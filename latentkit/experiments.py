@@ -92,6 +92,8 @@ __all__ = [
     "summarize",
     "CacheStore",
     "config_hash",
+    "EXTRA_MEASURES",
+    "reference_rescale",
 ]
 
 #: Bump when a change of code changes cached results (part of every cache key).
@@ -110,6 +112,16 @@ DEFAULT_AP3: Tuple[Dict[str, Any], ...] = (
 ID_COLUMNS = ("network", "dataset", "method", "sparsity", "trial", "epoch")
 #: Columns that measure time (they differ between otherwise identical runs).
 TIMING_COLUMNS = ("wall_time_s",)
+
+#: Optional per-epoch measures of the pruned last layer (config field ``extra_measures``), name -> column.
+#: ``lq``: :func:`latentkit.pruning.lq_index` (q = 0.5) of the pruned weights; ``pq``:
+#: :func:`latentkit.pruning.pq_index` (p = 1, q = 2); ``logit_change``: :math:`\mathrm{tr}(D S D^\top)` with
+#: :math:`D = W - \tilde W_t` and :math:`S = \frac1n\sum_i x_i x_i^\top` the uncentred second moment of the
+#: dense network's penultimate training features (= mean squared change of the logits, bias aside);
+#: ``dof_change``: :math:`|N(W S W^\top) - N(\tilde W_t S \tilde W_t^\top)|` with
+#: :func:`latentkit.pruning.degrees_of_freedom` at :math:`\lambda = \mathrm{tr}(W S W^\top) / C`.
+EXTRA_MEASURES: Dict[str, str] = {"lq": "lq_index", "pq": "pq_index", "logit_change": "logit_change",
+                                  "dof_change": "dof_change"}
 
 _GRID_METHODS = ("lowest", "highest", "highest_reference", "random", "structured", "lq_adaptive")
 
@@ -155,8 +167,20 @@ class ExperimentConfig:
     finetune_bn : {"eval", "train"}
         Mode of the network while fine-tuning with the exact engine (``"train"`` = the reference's
         BatchNorm drift and dropout).
-    layers : "last"
-        Layers pruned (the paper prunes only the last one; other layers: not in this version).
+    layers : {"last", "all"}
+        Layers pruned. ``"last"``: the paper's protocol. ``"all"``: every Linear/Conv layer is
+        pruned with the same method and sparsity (``scope="layer"``) and all unpruned weights are
+        fine-tuned with :class:`latentkit.pruning.MaskedOptimizer` (needs ``engine="exact"``);
+        AP2/AP3/extra measures stay those of the last layer, and ``ap2_all`` (sum over layers of
+        the squared distance ``||w - w~||^2``) is added.
+    extra_measures : list of str
+        Optional extra columns computed from the pruned last layer at every epoch (names of
+        :data:`EXTRA_MEASURES`: ``lq``, ``pq``, ``logit_change``, ``dof_change``). Default ``[]``;
+        a non-empty list is part of the cells' cache key (an empty one is not, so older caches stay valid).
+    random_mask_seed : "per_trial" or int
+        ``"per_trial"`` (default): the random mask differs across trials. An int: the same random
+        mask (per method and sparsity) in every trial and network, as the reference code's fixed seed
+        (departure 4). Part of the cache key only when not the default.
     ap3 : list of dict
         Latent families for AP3: ``name`` plus keyword arguments of
         :func:`latentkit.patterns.ap3`; ``fit: "laplace"`` (with optional ``damping``) builds the
@@ -205,6 +229,8 @@ class ExperimentConfig:
     engine: str = "cached"
     finetune_bn: str = "eval"
     layers: str = "last"
+    extra_measures: List[str] = field(default_factory=list)
+    random_mask_seed: Union[str, int] = "per_trial"
     ap3: List[Dict[str, Any]] = field(default_factory=lambda: [dict(d) for d in DEFAULT_AP3])
     width: Optional[Dict[str, float]] = None
     weights: Optional[str] = None
@@ -302,9 +328,23 @@ class ExperimentConfig:
         check_nonnegative(self.weight_decay, "weight_decay")
         check_choice(self.engine, "engine", ("cached", "exact"))
         check_choice(self.finetune_bn, "finetune_bn", ("eval", "train"))
-        if self.layers != "last":
-            raise ValueError(f"layers={self.layers!r}: the grid prunes the last layer only (layers='last'), "
-                             "as the paper does")
+        if self.layers not in ("last", "all"):
+            raise ValueError(f"layers={self.layers!r}: must be 'last' (the paper's protocol) or 'all'")
+        if self.layers == "all" and self.engine != "exact":
+            raise ValueError("layers='all' needs engine='exact': the cached engine fine-tunes the last layer only, "
+                             "on fixed features")
+        if isinstance(self.extra_measures, str) or not isinstance(self.extra_measures, Sequence):
+            raise ValueError(f"extra_measures must be a list of names from {sorted(EXTRA_MEASURES)}; "
+                             f"got {self.extra_measures!r}")
+        for m in self.extra_measures:
+            check_choice(m, "extra measure", tuple(EXTRA_MEASURES))
+        if len(set(self.extra_measures)) != len(self.extra_measures):
+            raise ValueError(f"extra_measures has duplicates: {self.extra_measures}")
+        if isinstance(self.random_mask_seed, bool) or not (
+                self.random_mask_seed == "per_trial" or isinstance(self.random_mask_seed, int)):
+            raise ValueError(f"random_mask_seed must be 'per_trial' or a non-negative int; got {self.random_mask_seed!r}")
+        if isinstance(self.random_mask_seed, int):
+            check_int(self.random_mask_seed, "random_mask_seed", minimum=0)
         if self.engine == "cached" and (self.finetune_bn != "eval" or self.finetune_augment):
             raise ValueError("engine='cached' fine-tunes on fixed features: it needs finetune_bn='eval' and "
                              "finetune_augment=False; use engine='exact' for the reference's train-mode loop")
@@ -711,7 +751,12 @@ def _features(model: nn.Module, ds: Any, config: ExperimentConfig, device: torch
 # pruning + measurement
 # ============================================================================================
 def _cell_seed(config: ExperimentConfig, network: str, dataset: str, method: str, sparsity: float, trial: int) -> int:
-    """Seed of a cell's random mask: differs across trials (unlike the reference's fixed seed)."""
+    """Seed of a cell's random mask: differs across trials (unlike the reference's fixed seed).
+
+    With an integer ``config.random_mask_seed`` the seed depends only on it, the method and the
+    sparsity: the same mask in every trial (the reference's departure 4)."""
+    if isinstance(config.random_mask_seed, int) and not isinstance(config.random_mask_seed, bool):
+        return int(config_hash(["mask-fixed", config.random_mask_seed, method, repr(float(sparsity))])[:12], 16)
     return int(config_hash(["mask", config.seed, network, dataset, method, repr(float(sparsity)), trial])[:12], 16)
 
 
@@ -719,7 +764,7 @@ def _ft_seed(config: ExperimentConfig, network: str, dataset: str, trial: int) -
     return int(config_hash(["finetune-order", config.seed, network, dataset, trial])[:12], 16)
 
 
-def _prune_copy(dense: nn.Module, method: str, sparsity: float, seed: int, whole: bool
+def _prune_copy(dense: nn.Module, method: str, sparsity: float, seed: int, whole: bool, layers: str = "last"
                 ) -> Tuple[nn.Module, str, Any]:
     """Prune a copy of the last layer of ``dense`` (``whole``: of the whole network).
 
@@ -732,6 +777,12 @@ def _prune_copy(dense: nn.Module, method: str, sparsity: float, seed: int, whole
     from .pruning import prune
 
     name, layer = benchmarks.classifier_layer(dense)
+    if layers == "all":
+        model = copy.deepcopy(dense)
+        result = prune(model, method, float(sparsity), layers="all", scope="layer", seed=seed)
+        if name not in result.masks:
+            raise RuntimeError(f"pruning all layers missed the classifier layer {name!r}")
+        return model, name, result
     if whole:
         model = copy.deepcopy(dense)
     else:
@@ -766,6 +817,18 @@ class _APMeasure:
                     fits[damping] = fit_laplace_linear(feats, logits, bias=False, damping=damping)
                 kw["fit"] = fits[damping]
             self.specs.append((f"ap3_{spec['name']}", kw))
+        self.extra = list(config.extra_measures)
+        if any(m in ("logit_change", "dof_change") for m in self.extra):
+            x = feats.detach().double()
+            self.S = x.T @ x / x.shape[0]
+            wd = self.w_dense.double()
+            self.lam = float(torch.trace(wd @ self.S @ wd.T)) / wd.shape[0]
+            self.dof_dense = self._dof(wd) if "dof_change" in self.extra else 0.0
+
+    def _dof(self, w: torch.Tensor) -> float:
+        from .pruning import degrees_of_freedom
+
+        return degrees_of_freedom(w @ self.S @ w.T, self.lam)
 
     def __call__(self, w: torch.Tensor) -> Dict[str, float]:
         from .patterns import ap2, ap3
@@ -773,7 +836,30 @@ class _APMeasure:
         out = {"ap2": ap2(self.w_dense, w)}
         for col, kw in self.specs:
             out[col] = ap3(self.w_dense, w, **kw)
+        if self.extra:
+            out.update(_extra_measures(self.extra, self.w_dense, w, getattr(self, "S", None),
+                                       getattr(self, "lam", None), getattr(self, "dof_dense", None)))
         return out
+
+
+def _extra_measures(names: Sequence[str], w_dense: torch.Tensor, w: torch.Tensor, S: Optional[torch.Tensor],
+                    lam: Optional[float], dof_dense: Optional[float]) -> Dict[str, float]:
+    """The :data:`EXTRA_MEASURES` columns of one pruned last layer ``w`` (C, F) (float64 inside)."""
+    from .pruning import degrees_of_freedom, lq_index, pq_index
+
+    out: Dict[str, float] = {}
+    wp = w.detach().double()
+    for name in names:
+        if name == "lq":
+            out["lq_index"] = float(lq_index(wp, q=0.5))
+        elif name == "pq":
+            out["pq_index"] = float(pq_index(wp, p=1.0, q=2.0))
+        elif name == "logit_change":
+            D = w_dense.double() - wp
+            out["logit_change"] = float(torch.einsum("cf,fg,cg->", D, S, D))
+        elif name == "dof_change":
+            out["dof_change"] = abs(float(dof_dense) - degrees_of_freedom(wp @ S @ wp.T, lam))
+    return out
 
 
 def _metrics_from_logits(logits: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -900,7 +986,7 @@ def _group_rows(config: ExperimentConfig, store: CacheStore, network: str, datas
     def pruned_cells(whole: bool) -> Iterator[Tuple[str, float, nn.Module, Any]]:
         for method, sparsity in cells:
             seed = _cell_seed(config, network, dataset, method, sparsity, trial)
-            model, _, result = _prune_copy(dense, method, sparsity, seed, whole)
+            model, _, result = _prune_copy(dense, method, sparsity, seed, whole, config.layers)
             yield method, sparsity, model, result
 
     epochs = config.finetune_epochs
@@ -908,7 +994,8 @@ def _group_rows(config: ExperimentConfig, store: CacheStore, network: str, datas
     rows: Dict[Tuple[str, float], List[Dict[str, Any]]] = {(m, s): [] for m, s in cells}
 
     def record(method: str, sparsity: float, epoch: int, w: torch.Tensor, tr: Tuple[float, float],
-               te: Tuple[float, float], wall: float, mask: torch.Tensor, k: int) -> None:
+               te: Tuple[float, float], wall: float, mask: torch.Tensor, k: int,
+               ap2_all: Optional[float] = None) -> None:
         row = {"network": network, "dataset": dataset, "method": method, "sparsity": float(sparsity),
                "trial": trial, "epoch": epoch, "engine": config.engine, "scale": config.scale}
         row.update(measure(w))
@@ -919,6 +1006,8 @@ def _group_rows(config: ExperimentConfig, store: CacheStore, network: str, datas
         row["sparsity_achieved"] = float((w == 0).sum()) / w.numel()
         row["mask_sparsity"] = 1.0 - float(mask.sum()) / mask.numel()
         row["cells_in_batch"] = k
+        if ap2_all is not None:
+            row["ap2_all"] = ap2_all
         row["wall_time_s"] = wall
         rows[(method, sparsity)].append(row)
 
@@ -945,6 +1034,8 @@ def _group_rows(config: ExperimentConfig, store: CacheStore, network: str, datas
     else:
         from .pruning import MaskedOptimizer, effective_weight, freeze_all_but
 
+        dense_w = ({n: m.weight.detach().double() for n, m in dense.named_modules()
+                    if isinstance(m, (nn.Linear, nn.Conv2d))} if config.layers == "all" else {})
         for method, sparsity, model, result in pruned_cells(whole=True):  # one network copy at a time
             t_cell = time.perf_counter()
             layer_p = model.get_submodule(lname)
@@ -953,11 +1044,20 @@ def _group_rows(config: ExperimentConfig, store: CacheStore, network: str, datas
             def evaluate_and_record(epoch: int) -> None:
                 tr = _evaluate(model, views["train_eval"], config, device)
                 te = _evaluate(model, views["test_eval"], config, device)
+                total = None
+                if config.layers == "all":  # sum over layers of ||w - w~||^2
+                    total = float(sum(float(((dense_w[n] - effective_weight(model.get_submodule(n)).double()) ** 2)
+                                            .sum()) for n in result.masks))
                 record(method, sparsity, epoch, effective_weight(layer_p).detach().float(), tr, te,
-                       time.perf_counter() - t_cell, mask, 1)
+                       time.perf_counter() - t_cell, mask, 1, total)
 
             evaluate_and_record(0)
-            params = freeze_all_but(model, [f"{lname}.weight", f"{lname}.bias"])
+            if config.layers == "all":  # every parameter trainable, pruned entries held at 0
+                for p_ in model.parameters():
+                    p_.requires_grad_(True)
+                params = [p_ for p_ in model.parameters()]
+            else:
+                params = freeze_all_but(model, [f"{lname}.weight", f"{lname}.bias"])
             opt = MaskedOptimizer(torch.optim.SGD(params, lr=lr, momentum=config.momentum,
                                                   weight_decay=config.weight_decay), model=model)
             g = torch.Generator().manual_seed(_ft_seed(config, network, dataset, trial))
@@ -987,6 +1087,17 @@ def _group_rows(config: ExperimentConfig, store: CacheStore, network: str, datas
 # ============================================================================================
 def _cell_key(config: ExperimentConfig, network: str, dataset: str, method: str, sparsity: float,
               trial: int) -> Dict[str, Any]:
+    key = _cell_key_base(config, network, dataset, method, sparsity, trial)
+    # optional fields enter the key only when not at their default (older caches stay valid)
+    if config.extra_measures:
+        key["extra_measures"] = list(config.extra_measures)
+    if config.random_mask_seed != "per_trial":
+        key["random_mask_seed"] = config.random_mask_seed
+    return key
+
+
+def _cell_key_base(config: ExperimentConfig, network: str, dataset: str, method: str, sparsity: float,
+                   trial: int) -> Dict[str, Any]:
     return {
         "code": CODE_VERSION, "kind": "cell", "dense": _dense_key(config, network, dataset, trial),
         "method": method, "sparsity": float(sparsity), "trial": trial, "layers": config.layers,
@@ -1016,7 +1127,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def run_grid(config: Union[ExperimentConfig, Mapping[str, Any], str, os.PathLike],
              out_dir: Union[str, os.PathLike, None] = None, *, progress: bool = False,
-             verbose: bool = False) -> pd.DataFrame:
+             verbose: bool = False, dense_dir: Union[str, os.PathLike, None] = None) -> pd.DataFrame:
     """Run (or resume) the grid of ``config``; return the tidy results table.
 
     Parameters
@@ -1029,6 +1140,11 @@ def run_grid(config: Union[ExperimentConfig, Mapping[str, Any], str, os.PathLike
         tqdm progress bar over (network, dataset, trial) groups.
     verbose : bool
         Print dense-training progress.
+    dense_dir : path, optional
+        Another grid's output folder to take already trained dense networks from (read only; a
+        dense network with the same key found there is copied, checksum-verified, into this grid's
+        cache instead of being retrained). Lets a variant grid (other methods, measures, engine)
+        share the dense networks of the main grid.
 
     Returns
     -------
@@ -1063,7 +1179,14 @@ def run_grid(config: Union[ExperimentConfig, Mapping[str, Any], str, os.PathLike
 
         bar = tqdm(total=len(groups) * len(cells), desc=f"grid {config.name}", unit="cell")
     all_rows: List[Dict[str, Any]] = []
+    donor = None if dense_dir is None else CacheStore(Path(dense_dir) / "cache")
     for network, dataset, trial in groups:
+        if donor is not None:
+            dkey = config_hash(_dense_key(config, network, dataset, trial))
+            if store.get("dense", dkey, ".pt") is None:
+                payload = donor.get("dense", dkey, ".pt")
+                if payload is not None:
+                    store.put("dense", dkey, ".pt", payload)
         keys = {c: config_hash(_cell_key(config, network, dataset, c[0], c[1], trial)) for c in cells}
         found = {c: store.get_json("cells", keys[c]) for c in cells}
         missing = [c for c in cells if found[c] is None]
@@ -1151,6 +1274,18 @@ def kendall_rows(x: np.ndarray, y: np.ndarray, chunk: int = 64) -> np.ndarray:
     with :math:`s_{ij} = \operatorname{sign}(v_i - v_j)` (ties count 0), as ``scipy.stats.kendalltau``.
     """
     out = np.empty(x.shape[0])
+    if x.shape[1] > 256:  # long rows: scipy's O(n log n) tau-b per row beats the O(n^2) sign matrices
+        import warnings as _w
+
+        from scipy.stats import kendalltau
+
+        with _w.catch_warnings():
+            _w.simplefilter("ignore")
+            for i in range(x.shape[0]):
+                out[i] = kendalltau(x[i], y[i]).statistic
+        return out
+    # at most ~2**24 pair signs per array at once (memory stays ~128 MB for long rows; same result)
+    chunk = max(1, min(int(chunk), (1 << 24) // max(1, x.shape[1] ** 2)))
     for i in range(0, x.shape[0], chunk):
         sx = np.sign(x[i:i + chunk, :, None] - x[i:i + chunk, None, :])
         sy = np.sign(y[i:i + chunk, :, None] - y[i:i + chunk, None, :])
@@ -1264,3 +1399,50 @@ def summarize(df: pd.DataFrame, epoch: Optional[int] = None) -> pd.DataFrame:
     cols = ["ap2"] + [c for c in df.columns if c.startswith("ap3_")] + ["test_acc", "pd_train", "pd_test"]
     sub = df[df["epoch"] == e]
     return sub.groupby(["network", "dataset", "method", "sparsity"], sort=False)[cols].mean().reset_index()
+
+
+def reference_rescale(df: pd.DataFrame, column: str = "ap2", target: float = 3.8,
+                      by: Sequence[str] = ("network", "dataset", "method", "trial")) -> pd.DataFrame:
+    r"""The reference code's per-trial rescaling of AP2 (departure 5): ``x * target / max(x)`` per group.
+
+    The reference divides AP2 by its maximum over each run it plots and multiplies by 3.8, so
+    every run's curve peaks at 3.8 whatever its absolute size. Reconstructed here to *measure*
+    what it does: within a group (default one method's sparsities and epochs of one trial of one
+    network/dataset, as the reference's per-method figures) the order is kept, but values of
+    different groups (methods, trials) are no longer comparable.
+
+    Parameters
+    ----------
+    df : DataFrame from :func:`run_grid` (needs ``column`` and the ``by`` columns)
+    column : str
+        Column to rescale (default ``"ap2"``).
+    target : float > 0
+        The maximum of every group after rescaling (reference: 3.8).
+    by : sequence of str
+        Grouping columns.
+
+    Returns
+    -------
+    DataFrame
+        A copy with the new column ``<column>_ref`` = :math:`x \cdot \text{target} / \max_{group} x`.
+
+    Raises
+    ------
+    ValueError
+        Missing columns, NaN values, or a group whose maximum is not > 0 (nothing to rescale).
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a pandas DataFrame; got {type(df).__name__}")
+    target = check_positive(target, "target")
+    by = list(by)
+    for col in [column] + by:
+        if col not in df.columns:
+            raise ValueError(f"column {col!r} not in the table; columns: {list(df.columns)}")
+    if df[column].isna().any():
+        raise ValueError(f"column {column!r} has NaN values")
+    mx = df.groupby(by, sort=False)[column].transform("max") if by else pd.Series(df[column].max(), index=df.index)
+    if not (mx > 0).all():
+        raise ValueError(f"a group of {by} has max({column}) <= 0: the rescaling is undefined")
+    out = df.copy()
+    out[f"{column}_ref"] = df[column] * (float(target) / mx)
+    return out
