@@ -20,7 +20,7 @@ setup() {
 }
 
 # pages the browser check opens (screenshots go to _build/screenshots)
-BROWSER_PAGES="${BROWSER_PAGES:-book/intro.html}"
+BROWSER_PAGES="${BROWSER_PAGES:-book/intro.html book/theory.html book/alexnet.html}"
 
 check_pages() {   # every toc page exists with its figures; in Chromium, math rendered and images loaded
   "$VENV/bin/python" tests/check_book.py _build/html
