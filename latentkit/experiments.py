@@ -665,6 +665,25 @@ def _evaluate(model: nn.Module, ds: Any, config: ExperimentConfig, device: torch
     return loss / n, 100.0 * correct / n
 
 
+def _sgd_epoch(model: nn.Module, opt: Any, ds: Any, batch_size: int, lr: float, g: torch.Generator,
+               aug_g: Optional[torch.Generator], config: ExperimentConfig, device: torch.device) -> float:
+    """One epoch of cross-entropy training at learning rate ``lr`` over ``ds`` in the order drawn from
+    ``g`` (the model's train/eval mode is the caller's choice); returns the mean batch loss.
+    Dense training and the exact fine-tuning engine share it."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    order = torch.randperm(len(ds), generator=g)
+    tot, nb = 0.0, 0
+    for x, y in _batches(ds, batch_size, order, device, config.num_workers, aug_g):
+        loss = F.cross_entropy(model(_to_input(x, config)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tot += float(loss.detach())
+        nb += 1
+    return tot / max(nb, 1)
+
+
 def train_dense(config: ExperimentConfig, network: str, dataset: str, trial: int,
                 views: Optional[Dict[str, Any]] = None, progress: bool = False
                 ) -> Tuple[Dict[str, torch.Tensor], List[Dict[str, Any]]]:
@@ -695,22 +714,12 @@ def train_dense(config: ExperimentConfig, network: str, dataset: str, trial: int
         torch.manual_seed(seed)  # dropout
         for epoch in range(epochs):
             lr = cosine_lr(base_lr, epoch, epochs)
-            for group in opt.param_groups:
-                group["lr"] = lr
             model.train()
-            order = torch.randperm(len(train_ds), generator=g)
-            tot, nb = 0.0, 0
-            for x, y in _batches(train_ds, config.dense_batch_size, order, device, config.num_workers,
-                                 aug_g if quick_aug else None):
-                loss = F.cross_entropy(model(_to_input(x, config)), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                tot += float(loss.detach())
-                nb += 1
+            running = _sgd_epoch(model, opt, train_ds, config.dense_batch_size, lr, g,
+                                 aug_g if quick_aug else None, config, device)
             tr_loss, tr_acc = _evaluate(model, views["train_eval"], config, device)
             te_loss, te_acc = _evaluate(model, views["test_eval"], config, device)
-            history.append({"epoch": epoch + 1, "lr": lr, "train_loss_running": tot / max(nb, 1),
+            history.append({"epoch": epoch + 1, "lr": lr, "train_loss_running": running,
                             "train_loss": tr_loss, "train_acc": tr_acc, "test_loss": te_loss, "test_acc": te_acc,
                             "time_s": time.perf_counter() - t0})
             if progress:
@@ -1067,16 +1076,9 @@ def _group_rows(config: ExperimentConfig, store: CacheStore, network: str, datas
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(_ft_seed(config, network, dataset, trial) % (2**31))
                 for epoch in range(epochs):
-                    for group in opt.param_groups:
-                        group["lr"] = cosine_lr(lr, epoch, epochs)
                     model.train() if config.finetune_bn == "train" else model.eval()
-                    order = torch.randperm(len(ds), generator=g)
-                    for x, y in _batches(ds, config.finetune_batch_size, order, device, config.num_workers,
-                                         aug_g if quick_aug else None):
-                        loss = F.cross_entropy(model(_to_input(x, config)), y)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
+                    _sgd_epoch(model, opt, ds, config.finetune_batch_size, cosine_lr(lr, epoch, epochs), g,
+                               aug_g if quick_aug else None, config, device)
                     evaluate_and_record(epoch + 1)
             opt.remove()
     return rows
