@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.distributions import Distribution, LowRankMultivariateNormal, MultivariateNormal, kl_divergence
 
-from .latent import relocate
+from .latent import DiagonalNormal, IsotropicNormal, MatrixNormal, fold_bias, relocate
 from ._validation import (
     as_tensor,
     check_int,
@@ -140,21 +140,8 @@ def _close(a: float, b: float, rtol: float, atol: float = 0.0) -> bool:
 # --------------------------------------------------------------------------------------------------
 # helpers on latent distributions
 # --------------------------------------------------------------------------------------------------
-def _latent_classes() -> "tuple[type, type, type]":
-    from .latent import DiagonalNormal, IsotropicNormal, MatrixNormal
-
-    return IsotropicNormal, DiagonalNormal, MatrixNormal
-
-
-def _is_student_t(dist: Distribution) -> bool:
-    from .latent import MultivariateStudentT
-
-    return isinstance(dist, MultivariateStudentT)
-
-
 def _is_gaussian(dist: Distribution) -> bool:
-    iso, diag, mn = _latent_classes()
-    return isinstance(dist, (iso, diag, mn, MultivariateNormal, LowRankMultivariateNormal))
+    return isinstance(dist, (IsotropicNormal, DiagonalNormal, MatrixNormal, MultivariateNormal, LowRankMultivariateNormal))
 
 
 def _check_dist(dist: Any, name: str) -> Distribution:
@@ -172,14 +159,13 @@ def _flat_mean(dist: Distribution) -> torch.Tensor:
 
 def _dense_gaussian(dist: Distribution, max_dim: int) -> "tuple[torch.Tensor, torch.Tensor]":
     """Mean (d,) and dense covariance (d, d), float64, of a latentkit Gaussian (small d only)."""
-    iso, diag, mn = _latent_classes()
     d = int(np.prod(dist.event_shape)) if len(dist.event_shape) else 1
     if d > max_dim:
         raise ValueError(f"a dense covariance of dimension {d} > max_dim={max_dim} is not built; use a smaller layer")
-    if isinstance(dist, mn):
+    if isinstance(dist, MatrixNormal):
         dist = dist.to_multivariate_normal()
     mean = _flat_mean(dist)
-    if isinstance(dist, (iso, diag)):
+    if isinstance(dist, (IsotropicNormal, DiagonalNormal)):
         cov = torch.diag(dist.variance.reshape(-1).to(torch.float64))
     elif isinstance(dist, (MultivariateNormal, LowRankMultivariateNormal)):
         cov = dist.covariance_matrix.to(torch.float64)
@@ -201,11 +187,10 @@ def covariance_eigen_range(dist: Distribution) -> "tuple[float, float]":
         If ``dist`` is not a latentkit Gaussian latent.
     """
     _check_dist(dist, "dist")
-    iso, diag, mn = _latent_classes()
-    if isinstance(dist, (iso, diag)):
+    if isinstance(dist, (IsotropicNormal, DiagonalNormal)):
         var = dist.variance.reshape(-1).to(torch.float64)
         return float(var.min()), float(var.max())
-    if isinstance(dist, mn):
+    if isinstance(dist, MatrixNormal):
         u = torch.linalg.eigvalsh(_matrix_normal_factor(dist, "row").to(torch.float64))
         v = torch.linalg.eigvalsh(_matrix_normal_factor(dist, "col").to(torch.float64))
         return float(u.min() * v.min()), float(u.max() * v.max())
@@ -233,10 +218,9 @@ def _check_shared_covariance(p: Distribution, q: Distribution) -> None:
         raise ValueError(f"p and q must be the same latent family; got {type(p).__name__} and {type(q).__name__}")
     if tuple(p.event_shape) != tuple(q.event_shape):
         raise ValueError(f"p and q have different event shapes {tuple(p.event_shape)} and {tuple(q.event_shape)}")
-    iso, diag, mn = _latent_classes()
-    if isinstance(p, (iso, diag)):
+    if isinstance(p, (IsotropicNormal, DiagonalNormal)):
         pairs = [(p.variance, q.variance)]
-    elif isinstance(p, mn):
+    elif isinstance(p, MatrixNormal):
         pairs = [(_matrix_normal_factor(p, s), _matrix_normal_factor(q, s)) for s in ("row", "col")]
     elif isinstance(p, LowRankMultivariateNormal):
         pairs = [(p.cov_factor, q.cov_factor), (p.cov_diag, q.cov_diag)]
@@ -656,7 +640,6 @@ def _linear_inputs(
     weight: Any, weight_pruned: Any, features: Any, labels: Any, bias: Any, bias_pruned: Any
 ) -> "tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]":
     """Validate and return float64 (W, W~, X, y), with the bias folded in as a last column when given."""
-    from .latent import fold_bias
 
     W = as_tensor(weight, "weight", min_dim=2).to(torch.float64)
     Wp = as_tensor(weight_pruned, "weight_pruned", min_dim=2).to(torch.float64)
