@@ -45,6 +45,7 @@ if ROOT not in sys.path:
 
 from latentkit.divergence import kl, kl_monte_carlo, student_t_kl, student_t_kl_from_distance  # noqa: E402
 from latentkit.latent import MatrixNormal, latent_space  # noqa: E402
+from latentkit.pruning import effective_weight, prune as prune_model  # noqa: E402
 
 F64 = torch.float64
 
@@ -87,12 +88,12 @@ def reference_layer(seed: int, rows: int = 10, cols: int = 4096, mean: float = 0
 
 
 def prune(w: torch.Tensor, how: str, amount: float = 0.5) -> torch.Tensor:
-    k = int(round(amount * w.numel()))
-    a = w.abs().reshape(-1)
-    idx = torch.argsort(a, descending=(how == "highest"))[:k]
-    m = torch.ones_like(a)
-    m[idx] = 0
-    return w * m.reshape(w.shape)
+    """``w`` (out, in) with ``amount`` of its entries removed by latentkit's ``lowest``/``highest`` magnitude pruning."""
+    net = torch.nn.Sequential(torch.nn.Linear(w.shape[1], w.shape[0], bias=False, dtype=w.dtype))
+    with torch.no_grad():
+        net[0].weight.copy_(w)
+    prune_model(net, how, amount, layers="last")
+    return effective_weight(net[0]).detach()
 
 
 def high_precision(delta: float, nu: float, d: int) -> float:
