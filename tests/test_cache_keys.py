@@ -12,7 +12,7 @@ import pytest
 
 from latentkit import experiments as E
 
-PINNED = json.loads((Path(__file__).parent / "data" / "cache_keys.json").read_text())
+PINNED = json.loads((Path(__file__).parent / "fixtures" / "cache_keys.json").read_text())
 
 
 def _keys(name: str) -> dict:
