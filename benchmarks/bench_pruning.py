@@ -73,7 +73,7 @@ def build(size="full"):
     torch.manual_seed(0)
     if size == "small":
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-        from latentkit.benchmarks import build_model
+        from latentkit.zoo import build_model
 
         m = build_model("vgg16", 1000, scale="quick", width=0.25, seed=0)
     elif size == "quick":

@@ -7,7 +7,7 @@ divergence   KL (registered with torch.distributions), Monte Carlo KL, Hellinger
 patterns     AP2 / AP3 of a layer pair and per-layer tables
 theory       numerical checks of the lemmas and bounds, each returning both sides
 pruning      masks for any nn.Module, on the weights' own device, torch.nn.utils.prune compatible
-benchmarks   AlexNet / VGG16 / ResNet50 for CIFAR10/100 and the offline stand-in data
+zoo          AlexNet / VGG16 / ResNet50 for CIFAR10/100 and the offline stand-in data
 experiments  the paper's protocol as a resumable, cached grid
 claims       the paper's claims 2-7 as verdict tables
 plots        the book's figures

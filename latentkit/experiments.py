@@ -72,7 +72,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import benchmarks
+from . import zoo
 from ._validation import check_choice, check_fraction, check_int, check_nonnegative, check_positive, resolve_device
 
 __all__ = [
@@ -145,7 +145,7 @@ class ExperimentConfig:
     name : str
         Label of the grid (default output folder ``results/<name>``).
     scale : {"quick", "paper"}
-        Network and data scale (:mod:`latentkit.benchmarks`).
+        Network and data scale (:mod:`latentkit.zoo`).
     networks, datasets, methods : list of str
         Grid axes. Methods: any of ``lowest, highest, highest_reference, random, structured,
         lq_adaptive`` (:func:`latentkit.pruning.prune`; the paper runs lowest/highest/random).
@@ -186,13 +186,13 @@ class ExperimentConfig:
         :func:`latentkit.patterns.ap3`; ``fit: "laplace"`` (with optional ``damping``) builds the
         Kronecker factors from the dense network's training features (bias not folded).
     width : dict or None
-        Quick-scale width factor per network (default :data:`latentkit.benchmarks.QUICK_WIDTH`).
+        Quick-scale width factor per network (default :data:`latentkit.zoo.QUICK_WIDTH`).
     weights : None or "imagenet"
         Initialisation of the paper-scale networks before dense training.
     allow_download : bool
         Let torchvision download missing ImageNet weights.
     data_root, download
-        Passed to :func:`latentkit.benchmarks.load_dataset`.
+        Passed to :func:`latentkit.zoo.load_dataset`.
     max_train_samples, max_test_samples : int or None
         Seeded subsets (``data_seed``) to shrink the data.
     data_seed : int
@@ -292,9 +292,9 @@ class ExperimentConfig:
         """
         if not isinstance(self.name, str) or not self.name:
             raise ValueError("name must be a non-empty string")
-        check_choice(self.scale, "scale", benchmarks.SCALES)
-        for key, allowed, label in (("networks", benchmarks.NETWORKS, "network"),
-                                    ("datasets", benchmarks.DATASETS, "dataset"),
+        check_choice(self.scale, "scale", zoo.SCALES)
+        for key, allowed, label in (("networks", zoo.NETWORKS, "network"),
+                                    ("datasets", zoo.DATASETS, "dataset"),
                                     ("methods", _GRID_METHODS, "method")):
             values = getattr(self, key)
             if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
@@ -360,7 +360,7 @@ class ExperimentConfig:
             if not isinstance(self.width, Mapping):
                 raise TypeError("width must be a mapping {network: factor} or null")
             for net, w in self.width.items():
-                check_choice(net, "network", benchmarks.NETWORKS)
+                check_choice(net, "network", zoo.NETWORKS)
                 check_positive(w, f"width[{net}]")
         if self.weights is not None:
             check_choice(self.weights, "weights", ("imagenet",))
@@ -381,13 +381,13 @@ class ExperimentConfig:
         self._dry_run_ap3()
         resolve_device(self.device)
         if check_data:
-            root = benchmarks.default_data_root() if self.data_root is None else Path(self.data_root).expanduser()
+            root = zoo.default_data_root() if self.data_root is None else Path(self.data_root).expanduser()
             for ds in self.datasets:
                 if ds.startswith("cifar") and not self.download:
-                    benchmarks._check_cifar_present(ds, root)
+                    zoo._check_cifar_present(ds, root)
             if self.weights == "imagenet" and not self.allow_download:
                 for net in self.networks:
-                    path = benchmarks.imagenet_weights_path(net)
+                    path = zoo.imagenet_weights_path(net)
                     if not path.exists():
                         raise FileNotFoundError(
                             f"ImageNet weights for {net} not found at {path}; set allow_download: true in the "
@@ -546,22 +546,22 @@ def _datasets(config: ExperimentConfig, name: str) -> Dict[str, torch.utils.data
     """The views a group needs: dense-training, fine-tuning, and the two evaluation views."""
     common = dict(root=config.data_root, download=config.download, scale=config.scale, seed=config.data_seed)
     views = {
-        "train_eval": benchmarks.load_dataset(name, "train", augment=False, max_samples=config.max_train_samples,
+        "train_eval": zoo.load_dataset(name, "train", augment=False, max_samples=config.max_train_samples,
                                               **common),
-        "test_eval": benchmarks.load_dataset(name, "test", augment=False, max_samples=config.max_test_samples,
+        "test_eval": zoo.load_dataset(name, "test", augment=False, max_samples=config.max_test_samples,
                                              **common),
     }
     for key, aug in (("train_dense", config.dense_augment), ("train_finetune", config.finetune_augment)):
         if not aug:
             views[key] = views["train_eval"]
         else:
-            views[key] = benchmarks.load_dataset(name, "train", augment=True, max_samples=config.max_train_samples,
+            views[key] = zoo.load_dataset(name, "train", augment=True, max_samples=config.max_train_samples,
                                                  **common)
     return views
 
 
 def _is_tensor_ds(ds: Any) -> bool:
-    return isinstance(ds, benchmarks.TensorImageDataset)
+    return isinstance(ds, zoo.TensorImageDataset)
 
 
 def _shift_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -635,7 +635,7 @@ def _to_input(x: torch.Tensor, config: ExperimentConfig) -> torch.Tensor:
 def _model_kwargs(config: ExperimentConfig, network: str) -> Dict[str, Any]:
     kw: Dict[str, Any] = {"scale": config.scale, "weights": config.weights, "allow_download": config.allow_download}
     if config.scale == "quick":
-        kw["width"] = (config.width or {}).get(network, benchmarks.QUICK_WIDTH[network])
+        kw["width"] = (config.width or {}).get(network, zoo.QUICK_WIDTH[network])
     return kw
 
 
@@ -697,9 +697,9 @@ def train_dense(config: ExperimentConfig, network: str, dataset: str, trial: int
     """
     device = resolve_device(config.device)
     views = views or _datasets(config, dataset)
-    num_classes = benchmarks.dataset_num_classes(dataset)
+    num_classes = zoo.dataset_num_classes(dataset)
     seed = config.seed + trial
-    model = _prepare(benchmarks.build_model(network, num_classes, seed=seed, **_model_kwargs(config, network)),
+    model = _prepare(zoo.build_model(network, num_classes, seed=seed, **_model_kwargs(config, network)),
                      config, device)
     epochs = int(config.per_network("dense_epochs", network, dataset))
     base_lr = float(config.per_network("dense_lr", network, dataset))
@@ -740,7 +740,7 @@ def _dense_model(config: ExperimentConfig, store: CacheStore, network: str, data
         store.put_torch("dense", key, {"state_dict": state, "history": history,
                                        "key": _dense_key(config, network, dataset, trial)})
         entry = store.get_torch("dense", key)  # always continue from the stored bits
-    model = benchmarks.build_model(network, benchmarks.dataset_num_classes(dataset), seed=0,
+    model = zoo.build_model(network, zoo.dataset_num_classes(dataset), seed=0,
                                    **{**_model_kwargs(config, network), "weights": None})
     model.load_state_dict(entry["state_dict"])
     return _prepare(model, config, device).eval(), entry["history"]
@@ -750,7 +750,7 @@ def _dense_model(config: ExperimentConfig, store: CacheStore, network: str, data
 def _features(model: nn.Module, ds: Any, config: ExperimentConfig, device: torch.device) -> torch.Tensor:
     """Penultimate features ``(N, F)`` (float32, on ``device``) of ``model`` in eval mode."""
     model.eval()
-    fx = benchmarks.feature_extractor(model)
+    fx = zoo.feature_extractor(model)
     chunks = [fx(_to_input(x, config)).float() for x, _ in _batches(ds, config.eval_batch_size, None, device,
                                                                     config.num_workers)]
     return torch.cat(chunks)
@@ -785,7 +785,7 @@ def _prune_copy(dense: nn.Module, method: str, sparsity: float, seed: int, whole
 
     from .pruning import prune
 
-    name, layer = benchmarks.classifier_layer(dense)
+    name, layer = zoo.classifier_layer(dense)
     if layers == "all":
         model = copy.deepcopy(dense)
         result = prune(model, method, float(sparsity), layers="all", scope="layer", seed=seed)
@@ -979,7 +979,7 @@ def _group_rows(config: ExperimentConfig, store: CacheStore, network: str, datas
     """Compute every cell of one (network, dataset, trial); return ``{(method, sparsity): rows}``."""
     views = _datasets(config, dataset)
     dense, _ = _dense_model(config, store, network, dataset, trial, views, device, progress)
-    lname, layer = benchmarks.classifier_layer(dense)
+    lname, layer = zoo.classifier_layer(dense)
     w_dense, b_dense = layer.weight.detach().float(), layer.bias.detach().float()
     X_tr = _features(dense, views["train_eval"], config, device)
     X_te = _features(dense, views["test_eval"], config, device)

@@ -407,7 +407,7 @@ def test_cli_run_and_report(reference_run, tmp_path):
 def test_pruning_the_layer_alone_equals_pruning_the_network(method):
     """The cached engine prunes a copy of the last layer only; the mask and weights must be those of
     pruning the whole network (what the exact engine does)."""
-    from latentkit.benchmarks import build_model
+    from latentkit.zoo import build_model
 
     for name in ("alexnet", "resnet50"):
         dense = build_model(name, 10, seed=3)
@@ -425,7 +425,7 @@ def test_grid_on_miniature_cifar10_archive(tmp_path, monkeypatch):
 
     import torchvision
 
-    spec = importlib.util.spec_from_file_location("tb", Path(__file__).with_name("test_benchmarks.py"))
+    spec = importlib.util.spec_from_file_location("tb", Path(__file__).with_name("test_zoo.py"))
     tb = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tb)
     md5 = tb.write_mini_cifar10(tmp_path / "data", n_per_batch=20, n_test=30)

@@ -1,4 +1,4 @@
-"""Tests for latentkit.benchmarks: the three networks at two scales and the data loaders.
+"""Tests for latentkit.zoo: the three networks at two scales and the data loaders.
 
 The real CIFAR loader is exercised on a miniature archive written in torchvision's exact on-disk
 format (pickled dicts with ``b"data"`` uint8 (N, 3072) and ``b"labels"`` / ``b"fine_labels"``).
@@ -22,8 +22,8 @@ import torch
 import torchvision
 from torch import nn
 
-from latentkit import benchmarks as B
-from latentkit.benchmarks import (
+from latentkit import zoo as B
+from latentkit.zoo import (
     NETWORKS,
     build_model,
     classifier_layer,
