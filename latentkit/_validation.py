@@ -4,14 +4,24 @@ One home for the checks, so every module raises the same clear errors:
 ``TypeError`` for the wrong kind of object, ``ValueError`` for the right kind
 with a bad value (shape, range, NaN/inf, device mix).
 """
+
 from __future__ import annotations
 
-import math
 import numbers
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
+
+from ._checks import (  # noqa: F401  (re-exported: one home, torch-free)
+    _check_real,
+    check_choice,
+    check_columns,
+    check_fraction,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
 
 __all__ = [
     "as_tensor",
@@ -35,7 +45,7 @@ def as_tensor(
     x: Any,
     name: str,
     *,
-    dtype: Optional[torch.dtype] = None,
+    dtype: torch.dtype | None = None,
     min_dim: int = 0,
     finite: bool = True,
 ) -> torch.Tensor:
@@ -81,7 +91,7 @@ def all_finite(t: torch.Tensor, block: int = 1 << 20) -> bool:
     """True when every entry of ``t`` is finite. Checked in blocks of ``block`` entries, on the
     tensor's own device, so a large matrix never gets a full-size temporary."""
     flat = t.reshape(-1)
-    return all(bool(torch.isfinite(flat[i:i + block]).all()) for i in range(0, flat.numel(), block))
+    return all(bool(torch.isfinite(flat[i : i + block]).all()) for i in range(0, flat.numel(), block))
 
 
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
@@ -98,69 +108,7 @@ def check_same_device(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str
         raise ValueError(f"{name_a} is on {a.device} but {name_b} is on {b.device}; move them to one device")
 
 
-def _check_real(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor, np.generic)):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise TypeError(f"{name} must be a scalar; got a tensor of shape {tuple(value.shape)}")
-        value = value.item()
-    v = float(value)
-    if math.isnan(v):
-        raise ValueError(f"{name} must not be NaN")
-    return v
-
-
-def check_positive(value: Any, name: str, *, allow_inf: bool = False) -> float:
-    """Return ``float(value)`` if it is a real number > 0, else raise."""
-    v = _check_real(value, name)
-    if not v > 0 or (math.isinf(v) and not allow_inf):
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-    return v
-
-
-def check_nonnegative(value: Any, name: str) -> float:
-    """Return ``float(value)`` if it is a finite real number >= 0, else raise."""
-    v = _check_real(value, name)
-    if not (v >= 0 and math.isfinite(v)):
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    return v
-
-
-def check_fraction(value: Any, name: str, *, low_open: bool = False, high_open: bool = False) -> float:
-    """Return ``float(value)`` if it lies in [0, 1] (ends open as asked), else raise."""
-    v = _check_real(value, name)
-    lo_ok = v > 0 if low_open else v >= 0
-    hi_ok = v < 1 if high_open else v <= 1
-    if not (lo_ok and hi_ok):
-        lo = "(0" if low_open else "[0"
-        hi = "1)" if high_open else "1]"
-        raise ValueError(f"{name} must lie in {lo}, {hi}; got {value!r}")
-    return v
-
-
-def check_int(value: Any, name: str, *, minimum: Optional[int] = None, maximum: Optional[int] = None) -> int:
-    """Return ``int(value)`` if it is an integer within [minimum, maximum], else raise."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an integer; got {type(value).__name__}")
-    v = int(value)
-    if minimum is not None and v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {v}")
-    if maximum is not None and v > maximum:
-        raise ValueError(f"{name} must be <= {maximum}; got {v}")
-    return v
-
-
-def check_choice(value: Any, name: str, choices: "tuple[str, ...] | list[str]") -> str:
-    """Return ``value`` if it is one of ``choices`` (strings), else raise."""
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, one of {list(choices)}; got {type(value).__name__}")
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {list(choices)}")
-    return value
-
-
-def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """Map ``"auto"``/``None`` to CUDA when available, else CPU; validate others.
 
     Raises ``ValueError`` when CUDA is asked for and is not available.
@@ -176,7 +124,7 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
     return dev
 
 
-def make_generator(seed: Optional[int], device: Union[str, torch.device] = "cpu") -> Optional[torch.Generator]:
+def make_generator(seed: int | None, device: str | torch.device = "cpu") -> torch.Generator | None:
     """A ``torch.Generator`` on ``device`` seeded with ``seed`` (``None`` -> ``None``: global RNG)."""
     if seed is None:
         return None
@@ -184,26 +132,3 @@ def make_generator(seed: Optional[int], device: Union[str, torch.device] = "cpu"
     g = torch.Generator(device=torch.device(device))
     g.manual_seed(seed)
     return g
-
-
-def check_columns(df: Any, required: "Sequence[str]", name: str = "table") -> Any:
-    """Return ``df`` if it is a pandas DataFrame holding every column of ``required``, else raise.
-
-    Raises
-    ------
-    TypeError
-        If ``df`` is not a ``pandas.DataFrame``.
-    ValueError
-        If columns are missing (the message names them and lists the columns present), or if
-        ``df`` has no rows.
-    """
-    import pandas as pd
-
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas DataFrame; got {type(df).__name__}")
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} is missing column(s) {missing}; it has {list(df.columns)}")
-    if len(df) == 0:
-        raise ValueError(f"{name} has no rows")
-    return df
