@@ -42,6 +42,10 @@ case "${1:-}" in
     setup
     shift || true
     if [ $# -eq 0 ]; then
+      # The shape of the code: lint, formatting and the import layers (.importlinter) are part of the test.
+      "$VENV/bin/ruff" check latentkit tests benchmarks
+      "$VENV/bin/ruff" format --check latentkit tests benchmarks
+      "$VENV/bin/lint-imports"
       # The HTML book from the chapters' stored outputs (nbval below proves they equal a fresh run),
       # so the chapters execute once, not twice; warnings are errors.
       mkdir -p _build
