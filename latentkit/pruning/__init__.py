@@ -1,27 +1,19 @@
 """Pruning on the weights' own device, compatible with ``torch.nn.utils.prune``.
 
 ``prune(model, method, amount, layers="last", scope="layer", seed=None, **options) -> PruneResult``
-with methods ``lowest``, ``highest``, ``highest_reference``, ``random``, ``structured``,
-``lq_adaptive`` and ``spectral``; fine-tuning that never revives a pruned weight
+with the methods of :data:`latentkit.options.PRUNING_METHODS` (``lowest``, ``highest``,
+``highest_reference``, ``random``, ``structured``, ``lq_adaptive``, ``spectral``), dispatched
+through :data:`REGISTRY` (:mod:`latentkit.pruning.registry`); fine-tuning that never revives a pruned weight
 (:class:`MaskedOptimizer`, :func:`freeze_all_but`); soft sparsity (:func:`lq_index`,
 :func:`pq_index`); spectral degrees of freedom (:func:`degrees_of_freedom`); and the
 Qian-Klabjan random-network simulation (:func:`qian_klabjan_simulation`).
 """
-from .core import (
-    METHODS,
-    PrecomputedMask,
-    PruneResult,
-    effective_weight,
-    last_layer,
-    prunable_layers,
-    prune,
-    pruning_mask,
-    select_layers,
-    soft_sparsity,
-    sparsity_report,
-    unprune,
-)
+
+from ..modules import effective_weight, last_layer, prunable_layers, pruning_mask
+from ._select import select_smallest
+from .core import PruneResult, prune, select_layers, soft_sparsity, sparsity_report
 from .finetune import MaskedOptimizer, freeze_all_but, model_masks
+from .registry import REGISTRY
 from .simulation import qian_klabjan_simulation
 from .soft import best_s_term_error, lq_adaptive_mask, lq_index, lq_norm, lq_tail_scores, pq_index
 from .spectral import (
@@ -29,13 +21,14 @@ from .spectral import (
     degrees_of_freedom,
     greedy_spectral_selection,
     input_second_moment,
+    output_aware_metric,
     reconstruction_matrix,
     ridge_reconstruction_error,
 )
-from ._select import select_smallest
+from .state import PrecomputedMask, unprune
 
 __all__ = [
-    "METHODS",
+    "REGISTRY",
     "PrecomputedMask",
     "PruneResult",
     "prune",
@@ -60,9 +53,9 @@ __all__ = [
     "ridge_reconstruction_error",
     "greedy_spectral_selection",
     "reconstruction_matrix",
+    "output_aware_metric",
     "SpectralSelection",
     "input_second_moment",
     "qian_klabjan_simulation",
     "select_smallest",
 ]
-

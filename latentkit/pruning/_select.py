@@ -15,10 +15,11 @@ model). The k smallest entries under that total order are selected: among equal 
 with the lower position is ranked smaller. This is what ``numpy.lexsort((position, score))`` gives,
 and what the tests compare against.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -53,10 +54,10 @@ class ScoreSource:
     numel: int
     device: torch.device
     make: Callable[[int, int], torch.Tensor]
-    candidates: Optional[torch.Tensor] = None
-    reset: Optional[Callable[[], None]] = None
+    candidates: torch.Tensor | None = None
+    reset: Callable[[], None] | None = None
 
-    def chunks(self, chunk: int = CHUNK) -> Iterator[Tuple[int, int, torch.Tensor]]:
+    def chunks(self, chunk: int = CHUNK) -> Iterator[tuple[int, int, torch.Tensor]]:
         if self.reset is not None:
             self.reset()
         for start in range(0, self.numel, chunk):
@@ -69,7 +70,7 @@ class ScoreSource:
         return int(torch.count_nonzero(self.candidates).item())
 
 
-def tensor_source(scores: torch.Tensor, candidates: Optional[torch.Tensor] = None) -> ScoreSource:
+def tensor_source(scores: torch.Tensor, candidates: torch.Tensor | None = None) -> ScoreSource:
     """A :class:`ScoreSource` over an already materialised tensor of scores."""
     flat = scores.reshape(-1)
     cand = None if candidates is None else candidates.reshape(-1)
@@ -80,7 +81,7 @@ def _score_dtype(sources: Sequence[ScoreSource], probe: Sequence[torch.dtype]) -
     return torch.float64 if any(d == torch.float64 for d in probe) else torch.float32
 
 
-def _bits(chunk: torch.Tensor, dtype: torch.dtype, cand: Optional[torch.Tensor]) -> torch.Tensor:
+def _bits(chunk: torch.Tensor, dtype: torch.dtype, cand: torch.Tensor | None) -> torch.Tensor:
     """Integer view of non-negative float scores; non-candidates get the largest integer."""
     c = chunk.to(dtype)
     b = c.view(_INT_FOR_FLOAT[dtype])
@@ -97,20 +98,22 @@ class _Selector:
             raise ValueError(f"score dtype must be float32 or float64; got {score_dtype}")
         devices = {s.device for s in sources}
         if len(devices) > 1:
-            raise ValueError(f"all tensors of one selection must be on one device; got {sorted(map(str, devices))}")
+            raise ValueError(
+                f"all tensors of one selection must be on one device; got {sorted(map(str, devices))}"
+            )
         self.sources = list(sources)
         self.dtype = score_dtype
         self.chunk = chunk
         self.device = next(iter(devices))
         self.int_dtype = _INT_FOR_FLOAT[score_dtype]
 
-    def _iter_bits(self) -> Iterator[Tuple[int, int, int, torch.Tensor]]:
+    def _iter_bits(self) -> Iterator[tuple[int, int, int, torch.Tensor]]:
         for i, src in enumerate(self.sources):
             for a, b, sc in src.chunks(self.chunk):
                 cand = None if src.candidates is None else src.candidates[a:b]
                 yield i, a, b, _bits(sc, self.dtype, cand)
 
-    def kth_smallest(self, k: int) -> Tuple[int, int]:
+    def kth_smallest(self, k: int) -> tuple[int, int]:
         """Bits ``T`` of the k-th smallest score (1-based k) and ``r``, how many entries equal to
         ``T`` belong to the k smallest (the first ``r`` of them in position order)."""
         nbits = _NBITS[self.int_dtype]
@@ -135,7 +138,7 @@ class _Selector:
             prefix = (prefix << 16) | d
         return prefix, kk
 
-    def select(self, k: int) -> List[torch.Tensor]:
+    def select(self, k: int) -> list[torch.Tensor]:
         """Flat boolean tensors (one per source): True for the k smallest entries."""
         out = [torch.zeros(s.numel, dtype=torch.bool, device=self.device) for s in self.sources]
         if k <= 0:
@@ -157,8 +160,9 @@ class _Selector:
         return out
 
 
-def select_smallest(sources: Sequence[ScoreSource], k: int, *, score_dtype: Optional[torch.dtype] = None,
-                    chunk: int = CHUNK) -> List[torch.Tensor]:
+def select_smallest(
+    sources: Sequence[ScoreSource], k: int, *, score_dtype: torch.dtype | None = None, chunk: int = CHUNK
+) -> list[torch.Tensor]:
     """Boolean masks (flat, one per source) marking the ``k`` smallest candidate entries.
 
     Parameters

@@ -11,9 +11,11 @@ shape (momentum buffer, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``, ...) ar
 mask. The pruned entries of ``weight_orig`` are therefore exactly 0 after the first step (the original
 values hidden behind the mask are dropped), and ``prune.remove`` leaves exact zeros.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,20 +26,20 @@ __all__ = ["MaskedOptimizer", "model_masks", "freeze_all_but"]
 MaskGetter = Callable[[], torch.Tensor]
 
 
-def model_masks(model: nn.Module) -> Dict[nn.Parameter, MaskGetter]:
+def model_masks(model: nn.Module) -> dict[nn.Parameter, MaskGetter]:
     """``{<name>_orig parameter: getter of its current <name>_mask}`` for every pruned tensor of ``model``.
 
     Getters read the buffer at call time, so a later re-pruning (which replaces the buffer) is seen.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    out: Dict[nn.Parameter, MaskGetter] = {}
+    out: dict[nn.Parameter, MaskGetter] = {}
     for module in model.modules():
         for hook in module._forward_pre_hooks.values():
             if isinstance(hook, torch_prune.BasePruningMethod):
                 name = hook._tensor_name
                 p = module._parameters[name + "_orig"]
-                out[p] = (lambda mod=module, n=name: mod._buffers[n + "_mask"])
+                out[p] = lambda mod=module, n=name: mod._buffers[n + "_mask"]
     return out
 
 
@@ -61,14 +63,20 @@ class MaskedOptimizer:
         take them away.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, masks: Optional[Mapping[torch.Tensor, torch.Tensor]] = None,
-                 *, model: Optional[nn.Module] = None, hooks: bool = True):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        masks: Mapping[torch.Tensor, torch.Tensor] | None = None,
+        *,
+        model: nn.Module | None = None,
+        hooks: bool = True,
+    ):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}")
         if masks is None and model is None:
             raise ValueError("give masks={param: mask} or model= (a model pruned with torch.nn.utils.prune)")
         self.optimizer = optimizer
-        self._masks: List[Tuple[torch.Tensor, MaskGetter]] = []
+        self._masks: list[tuple[torch.Tensor, MaskGetter]] = []
         if masks is None:
             items = list(model_masks(model).items())
             if not items:
@@ -79,7 +87,9 @@ class MaskedOptimizer:
                 if not isinstance(p, torch.Tensor) or not isinstance(m, torch.Tensor):
                     raise TypeError("masks must map parameters (tensors) to mask tensors")
                 if tuple(p.shape) != tuple(m.shape):
-                    raise ValueError(f"mask shape {tuple(m.shape)} differs from its parameter's {tuple(p.shape)}")
+                    raise ValueError(
+                        f"mask shape {tuple(m.shape)} differs from its parameter's {tuple(p.shape)}"
+                    )
                 if m.device != p.device:
                     raise ValueError(f"mask on {m.device} but parameter on {p.device}")
                 mm = m.detach().to(p.dtype)
@@ -107,7 +117,7 @@ class MaskedOptimizer:
                 if isinstance(v, torch.Tensor) and v.shape == p.shape:
                     v.mul_(m.to(v.dtype))
 
-    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         with torch.no_grad():
             for p, get in self._masks:
                 if p.grad is not None:
@@ -126,7 +136,7 @@ class MaskedOptimizer:
         self._handles = []
 
 
-def freeze_all_but(model: nn.Module, params: Iterable[Union[str, torch.Tensor, nn.Module]]) -> List[nn.Parameter]:
+def freeze_all_but(model: nn.Module, params: Iterable[str | torch.Tensor | nn.Module]) -> list[nn.Parameter]:
     """Set ``requires_grad=False`` on every parameter of ``model`` except ``params``; return those.
 
     ``params`` may hold parameter names (``"fc.weight"`` also finds ``"fc.weight_orig"`` of a pruned
@@ -140,7 +150,7 @@ def freeze_all_but(model: nn.Module, params: Iterable[Union[str, torch.Tensor, n
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     named = dict(model.named_parameters())
     by_id = {id(p): p for p in named.values()}
-    keep: Dict[int, nn.Parameter] = {}
+    keep: dict[int, nn.Parameter] = {}
     for item in params:
         if isinstance(item, str):
             p = named.get(item, named.get(item + "_orig"))

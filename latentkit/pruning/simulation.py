@@ -25,9 +25,10 @@ followed by ``ascent_steps`` of projected normalised gradient ascent from the be
 them (a lower bound on the true sup). All trials of one configuration run as one batched tensor
 program (``torch.bmm``); seeded with a ``torch.Generator`` on ``device``.
 """
+
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Union
+from collections.abc import Sequence
 
 import pandas as pd
 import torch
@@ -73,7 +74,9 @@ def _sup_gap(W1, b1, hid, out, hid_p, out_p, T, d0, n_inputs, n_starts, steps, l
                 z = z / z.norm(dim=-1, keepdim=True).clamp_min(1.0)
                 best = torch.maximum(best, obj.detach().amax(-1))
         with torch.no_grad():
-            final = (_forward(z, W1, b1, hid, out) - _forward(z, W1, b1, hid_p, out_p)).abs().amax(-1).amax(-1)
+            final = (
+                (_forward(z, W1, b1, hid, out) - _forward(z, W1, b1, hid_p, out_p)).abs().amax(-1).amax(-1)
+            )
             best = torch.maximum(best, final)
     return best, fsup
 
@@ -95,7 +98,7 @@ def qian_klabjan_simulation(
     ascent_steps: int = 10,
     ascent_lr: float = 0.1,
     seed: int = 0,
-    device: Union[str, torch.device, None] = "cpu",
+    device: str | torch.device | None = "cpu",
     dtype: torch.dtype = torch.float64,
 ) -> pd.DataFrame:
     r"""Sup-norm output gap between random-weight networks and their pruned versions.
@@ -155,7 +158,7 @@ def qian_klabjan_simulation(
     std = check_nonnegative(std, "std")
     seed = check_int(seed, "seed", minimum=0)
     dev = resolve_device(device)
-    rows: List[dict] = []
+    rows: list[dict] = []
     config = 0
     for n in widths:
         for method in methods:
@@ -164,10 +167,12 @@ def qian_klabjan_simulation(
                 g = torch.Generator(device=dev)
                 g.manual_seed(seed + config)
                 config += 1
-                W1 = torch.randn(T, n, d0, generator=g, device=dev, dtype=dtype) / d0 ** 0.5
+                W1 = torch.randn(T, n, d0, generator=g, device=dev, dtype=dtype) / d0**0.5
                 b1 = torch.randn(T, n, generator=g, device=dev, dtype=dtype)
-                hid = [(mean + std * torch.randn(T, n, n, generator=g, device=dev, dtype=dtype)) / n
-                       for _ in range(depth - 1)]
+                hid = [
+                    (mean + std * torch.randn(T, n, n, generator=g, device=dev, dtype=dtype)) / n
+                    for _ in range(depth - 1)
+                ]
                 out = (mean + std * torch.randn(T, dout, n, generator=g, device=dev, dtype=dtype)) / n
                 pruned, kept, total = [], 0, 0
                 for W in hid + [out]:
@@ -180,12 +185,36 @@ def qian_klabjan_simulation(
                     kept += keep.sum(dim=(1, 2))
                     total += keep[0].numel()
                     pruned.append(Wp)
-                gap, fsup = _sup_gap(W1, b1, hid, out, pruned[:-1], pruned[-1], T, d0, n_inputs, n_starts,
-                                     steps, lr, g, dev, dtype)
+                gap, fsup = _sup_gap(
+                    W1,
+                    b1,
+                    hid,
+                    out,
+                    pruned[:-1],
+                    pruned[-1],
+                    T,
+                    d0,
+                    n_inputs,
+                    n_starts,
+                    steps,
+                    lr,
+                    g,
+                    dev,
+                    dtype,
+                )
                 sp = 1.0 - kept.to(dtype) / total
                 for t in range(T):
                     gt, ft = float(gap[t]), float(fsup[t])
-                    rows.append({"method": method, "width": n, "parameter": float(par), "sparsity": float(sp[t]),
-                                 "trial": t, "gap": gt, "output_sup": ft,
-                                 "relative_gap": gt / ft if ft > 0 else float("inf")})
+                    rows.append(
+                        {
+                            "method": method,
+                            "width": n,
+                            "parameter": float(par),
+                            "sparsity": float(sp[t]),
+                            "trial": t,
+                            "gap": gt,
+                            "output_sup": ft,
+                            "relative_gap": gt / ft if ft > 0 else float("inf"),
+                        }
+                    )
     return pd.DataFrame(rows)

@@ -3,10 +3,8 @@
 References: Yang, Wang, Ding & Yang (2022, arXiv:2206.05604) for the l_q view of compressibility and
 the best s-term approximation bound; Diao et al. (2023, arXiv:2302.05601) for the PQ index.
 """
-from __future__ import annotations
 
-import math
-from typing import Optional
+from __future__ import annotations
 
 import torch
 
@@ -15,13 +13,15 @@ from .._validation import as_tensor, check_positive
 __all__ = ["lq_norm", "lq_index", "pq_index", "lq_tail_scores", "lq_adaptive_mask", "best_s_term_error"]
 
 
-def _rows(w: torch.Tensor, dim: Optional[int]) -> torch.Tensor:
+def _rows(w: torch.Tensor, dim: int | None) -> torch.Tensor:
     """(groups, d) float64 view: one row per neuron (dim=0 style: weight.reshape(out, -1)) or one row."""
     w = w.detach().to(torch.float64)
     if dim is None:
         return w.reshape(1, -1)
     if dim != 0:
-        raise ValueError(f"dim must be 0 (one value per output neuron/channel) or None (whole tensor); got {dim}")
+        raise ValueError(
+            f"dim must be 0 (one value per output neuron/channel) or None (whole tensor); got {dim}"
+        )
     if w.dim() < 1:
         raise ValueError("per-neuron measures need a weight with at least one dimension")
     return w.reshape(w.shape[0], -1)
@@ -33,10 +33,10 @@ def _lq_rows(a: torch.Tensor, q: float) -> torch.Tensor:
     m = a.amax(dim=1, keepdim=True)
     safe = torch.where(m > 0, m, torch.ones_like(m))
     s = ((a / safe) ** q).sum(dim=1)
-    return (m.squeeze(1) * s ** (1.0 / q))
+    return m.squeeze(1) * s ** (1.0 / q)
 
 
-def lq_norm(weight: torch.Tensor, q: float = 0.5, dim: Optional[int] = None) -> torch.Tensor:
+def lq_norm(weight: torch.Tensor, q: float = 0.5, dim: int | None = None) -> torch.Tensor:
     r"""The l_q (quasi-)norm :math:`\|w\|_q = (\sum_i |w_i|^q)^{1/q}`, float64.
 
     Parameters
@@ -53,7 +53,7 @@ def lq_norm(weight: torch.Tensor, q: float = 0.5, dim: Optional[int] = None) -> 
     return r if dim is not None else r[0]
 
 
-def lq_index(weight: torch.Tensor, q: float = 0.5, dim: Optional[int] = None) -> torch.Tensor:
+def lq_index(weight: torch.Tensor, q: float = 0.5, dim: int | None = None) -> torch.Tensor:
     r"""l_q soft-sparsity index :math:`1 - n_q(w)/d` in :math:`[0, 1 - 1/d]`, float64.
 
     :math:`n_q(w) = (\|w\|_q / \|w\|_1)^{q/(1-q)}` is the *effective support size* for
@@ -83,7 +83,7 @@ def lq_index(weight: torch.Tensor, q: float = 0.5, dim: Optional[int] = None) ->
     return idx if dim is not None else idx[0]
 
 
-def pq_index(weight: torch.Tensor, p: float = 1.0, q: float = 2.0, dim: Optional[int] = None) -> torch.Tensor:
+def pq_index(weight: torch.Tensor, p: float = 1.0, q: float = 2.0, dim: int | None = None) -> torch.Tensor:
     r"""PQ index of Diao et al.: :math:`I_{p,q}(w) = 1 - d^{1/q - 1/p}\,\|w\|_p / \|w\|_q`, ``0 < p < q``.
 
     Lies in :math:`[0, 1 - d^{1/q-1/p}]`: 0 for a flat vector, largest for a 1-sparse one. The
@@ -104,7 +104,7 @@ def pq_index(weight: torch.Tensor, p: float = 1.0, q: float = 2.0, dim: Optional
     return idx if dim is not None else idx[0]
 
 
-def best_s_term_error(weight: torch.Tensor, dim: Optional[int] = 0) -> torch.Tensor:
+def best_s_term_error(weight: torch.Tensor, dim: int | None = 0) -> torch.Tensor:
     r"""All best s-term approximation errors :math:`e(s) = \|w - H_s(w)\|_2`, s = 0..d, float64.
 
     :math:`H_s` keeps the s largest magnitudes. Returns shape ``(out, d + 1)`` (dim=0) or ``(d + 1,)``.
@@ -125,8 +125,12 @@ def _budget_base(a: torch.Tensor, q: float, keep_fraction: float) -> torch.Tenso
     return s0 ** (0.5 - 1.0 / q) * _lq_rows(a, q)
 
 
-def lq_tail_scores(weight: torch.Tensor, q: float = 0.5, keep_fraction: float = 0.5,
-                   candidates: Optional[torch.Tensor] = None) -> torch.Tensor:
+def lq_tail_scores(
+    weight: torch.Tensor,
+    q: float = 0.5,
+    keep_fraction: float = 0.5,
+    candidates: torch.Tensor | None = None,
+) -> torch.Tensor:
     r"""Per-entry score of the l_q-adaptive rule: :math:`e_j(r-1) / b_j` at each entry's rank r.
 
     For neuron j (row of ``weight.reshape(out, -1)``) with magnitudes sorted in decreasing order,
@@ -151,7 +155,9 @@ def lq_tail_scores(weight: torch.Tensor, q: float = 0.5, keep_fraction: float = 
     return scores.reshape(w.shape)
 
 
-def lq_adaptive_mask(weight: torch.Tensor, epsilon: float, q: float = 0.5, keep_fraction: float = 0.5) -> torch.Tensor:
+def lq_adaptive_mask(
+    weight: torch.Tensor, epsilon: float, q: float = 0.5, keep_fraction: float = 0.5
+) -> torch.Tensor:
     r"""Mask of the l_q-adaptive rule for a given budget multiplier ``epsilon``.
 
     For each neuron j, keep the fewest largest-magnitude weights :math:`s_j` such that

@@ -11,16 +11,24 @@ Greedy forward selection adds, at each step, the node with the largest decrease 
 residual R = S - S_FJ (S_JJ + lambda I)^-1 S_JF, adding node j lowers L by
 ``||R[:, j]||^2 / (R_jj + lambda)`` and updates ``R <- R - R[:, j] R[j, :] / (R_jj + lambda)``
 (block inverse / Schur complement), so a step is ``O(|F|^2)`` and vectorised over all candidates.
+
+Output-aware criterion (Suzuki et al., section 4): with the next layer's weights W (out x F), the
+error of its output is :math:`L_B(J) = \\mathrm{tr}[W R(J) W^T] = \\mathrm{tr}[W^T W R(J)]`, and the
+criterion :math:`L_A + \theta L_B = \\mathrm{tr}[M R(J)]` with :math:`M = I + \theta W^T W`
+(:func:`output_aware_metric`). Adding node j then lowers it by :math:`u^T M u / (R_{jj} + \\lambda)`,
+:math:`u = R_{:,j}`; the residual update is unchanged. ``theta = 0`` (``metric=None``) is the
+input-aware criterion alone.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .._validation import as_tensor, check_int, check_positive
+from .._validation import as_tensor, check_int, check_nonnegative, check_positive
 
 __all__ = [
     "degrees_of_freedom",
@@ -29,6 +37,7 @@ __all__ = [
     "reconstruction_matrix",
     "SpectralSelection",
     "input_second_moment",
+    "output_aware_metric",
 ]
 
 
@@ -43,41 +52,95 @@ def _check_cov(S: torch.Tensor, name: str = "S") -> torch.Tensor:
 
 
 def degrees_of_freedom(S: torch.Tensor, lam: float) -> float:
-    r"""Degrees of freedom :math:`N(\lambda) = \mathrm{tr}[S (S + \lambda I)^{-1}] = \sum_j \mu_j / (\mu_j + \lambda)`.
+    r"""Degrees of freedom :math:`N(\lambda) = \mathrm{tr}[S (S + \lambda I)^{-1}]`.
+
+    :math:`N(\lambda) = \sum_j \mu_j / (\mu_j + \lambda)` over the eigenvalues of S.
 
     Parameters
     ----------
     S : Tensor (F, F)
-        Symmetric positive semi-definite (second-moment) matrix; eigenvalues mu_j (tiny negative
-        round-off eigenvalues are clipped to 0).
+        Symmetric positive semi-definite (second-moment) matrix; eigenvalues mu_j. Negative
+        eigenvalues within round-off (``mu >= -F * 1e-12 * max|mu|``) are clipped to 0.
     lam : float > 0
         Ridge parameter, in the units of S.
 
     Returns
     -------
     float in [0, F]
+
+    Raises
+    ------
+    ValueError
+        If ``S`` is not symmetric positive semi-definite beyond round-off (a second moment never is).
     """
     S = _check_cov(S)
     lam = check_positive(lam, "lam")
-    mu = torch.linalg.eigvalsh(S).clamp_min(0)
+    mu = torch.linalg.eigvalsh(S)
+    tol = S.shape[0] * 1e-12 * max(float(mu.abs().max().item()), 1e-300)
+    if float(mu.min().item()) < -tol:
+        raise ValueError(
+            f"S must be positive semi-definite (a second-moment matrix); its smallest eigenvalue is "
+            f"{float(mu.min().item()):.6g}"
+        )
+    mu = mu.clamp_min(0)
     return float((mu / (mu + lam)).sum().item())
 
 
-def ridge_reconstruction_error(S: torch.Tensor, J: Sequence[int], lam: float) -> float:
-    r""":math:`L(J) = \mathrm{tr}[S_{FF} - S_{FJ} (S_{JJ} + \lambda I)^{-1} S_{JF}]` for index list ``J`` (float64)."""
+def ridge_reconstruction_error(
+    S: torch.Tensor, J: Sequence[int], lam: float, metric: torch.Tensor | None = None
+) -> float:
+    r""":math:`L(J) = \mathrm{tr}[M (S_{FF} - S_{FJ} (S_{JJ} + \lambda I)^{-1} S_{JF})]` for index list ``J``.
+
+    ``metric`` M (F x F, symmetric PSD; default I, the input-aware error) weights the residual, e.g.
+    :func:`output_aware_metric` for :math:`L_A + \theta L_B`. float64.
+    """
     S = _check_cov(S)
     lam = check_positive(lam, "lam")
+    M = None if metric is None else _check_metric(metric, S)
     J = list(J)
     if not J:
-        return float(torch.trace(S).item())
-    idx = torch.as_tensor(J, device=S.device)
-    SFJ = S[:, idx]
-    K = S[idx][:, idx] + lam * torch.eye(len(J), dtype=S.dtype, device=S.device)
-    return float((torch.trace(S) - torch.trace(SFJ @ torch.linalg.solve(K, SFJ.T))).item())
+        R = S
+    else:
+        idx = torch.as_tensor(J, device=S.device)
+        SFJ = S[:, idx]
+        K = S[idx][:, idx] + lam * torch.eye(len(J), dtype=S.dtype, device=S.device)
+        if M is None:
+            return float((torch.trace(S) - torch.trace(SFJ @ torch.linalg.solve(K, SFJ.T))).item())
+        R = S - SFJ @ torch.linalg.solve(K, SFJ.T)
+    return float(torch.trace(R if M is None else M @ R).item())
+
+
+def _check_metric(metric: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+    M = _check_cov(metric, "metric").to(S.device)
+    if M.shape != S.shape:
+        raise ValueError(f"metric must have the shape of S {tuple(S.shape)}; got {tuple(M.shape)}")
+    return M
+
+
+def output_aware_metric(next_weight: torch.Tensor, theta: float) -> torch.Tensor:
+    r"""The metric :math:`M = I + \theta \sum_k W_k^T W_k` of the criterion :math:`L_A + \theta L_B`.
+
+    Parameters
+    ----------
+    next_weight : Tensor (out, F) or (out, F, *kernel)
+        Weights of the layer that takes the pruned layer's F nodes as input. For a convolution the
+        sum runs over the kernel taps k (each tap's output error, cross-tap correlations ignored).
+    theta : float >= 0
+        Weight of the output-aware term (0: the identity, the input-aware criterion).
+
+    Returns
+    -------
+    Tensor (F, F), float64, symmetric positive definite.
+    """
+    W = as_tensor(next_weight, "next_weight", min_dim=2).detach().to(torch.float64)
+    theta = check_nonnegative(theta, "theta")
+    Wk = W.reshape(W.shape[0], W.shape[1], -1)
+    B = torch.einsum("ofk,ogk->fg", Wk, Wk)
+    return torch.eye(W.shape[1], dtype=torch.float64, device=W.device) + theta * B
 
 
 def reconstruction_matrix(S: torch.Tensor, J: Sequence[int], lam: float) -> torch.Tensor:
-    r""":math:`A = S_{FJ} (S_{JJ} + \lambda I)^{-1}`, shape ``(F, |J|)`` (float64): :math:`x_F \approx A x_J`."""
+    r""":math:`A = S_{FJ} (S_{JJ} + \lambda I)^{-1}`, ``(F, |J|)`` float64: :math:`x_F \approx A x_J`."""
     S = _check_cov(S)
     lam = check_positive(lam, "lam")
     idx = torch.as_tensor(list(J), device=S.device, dtype=torch.long)
@@ -99,35 +162,41 @@ class SpectralSelection:
     lam : float
     """
 
-    selected: List[int]
-    errors: List[float]
+    selected: list[int]
+    errors: list[float]
     lam: float
 
 
-def greedy_spectral_selection(S: torch.Tensor, m: int, lam: float) -> SpectralSelection:
+def greedy_spectral_selection(
+    S: torch.Tensor, m: int, lam: float, metric: torch.Tensor | None = None
+) -> SpectralSelection:
     r"""Greedy forward selection of ``m`` nodes minimising the ridge reconstruction error L(J).
 
-    At each step the node j not yet in J maximising :math:`\|R_{:,j}\|^2 / (R_{jj} + \lambda)` is
-    added (first index among exact ties), R being the current residual (module docstring). The
-    error sequence is non-increasing. float64 on the device of ``S``; O(m F^2).
+    At each step the node j not yet in J maximising :math:`u^T M u / (R_{jj} + \lambda)`,
+    :math:`u = R_{:,j}`, is added (first index among exact ties), R being the current residual and
+    M the ``metric`` (default I: :math:`\|R_{:,j}\|^2`, the input-aware criterion; see
+    :func:`output_aware_metric`). The error sequence :math:`\mathrm{tr}[M R]` is non-increasing.
+    float64 on the device of ``S``; O(m F^2) (O(m F^3) with a metric).
     """
     S = _check_cov(S)
     lam = check_positive(lam, "lam")
     F = S.shape[0]
     m = check_int(m, "m", minimum=0, maximum=F)
+    M = None if metric is None else _check_metric(metric, S)
     R = S.clone()
     chosen = torch.zeros(F, dtype=torch.bool, device=S.device)
-    err = float(torch.trace(S).item())
+    err = float(torch.trace(S if M is None else M @ S).item())
     selected, errors = [], [err]
     for _ in range(m):
-        gain = (R * R).sum(0) / (torch.diagonal(R) + lam)
+        quad = (R * R).sum(0) if M is None else (R * (M @ R)).sum(0)
+        gain = quad / (torch.diagonal(R) + lam)
         gain = torch.where(chosen, torch.full_like(gain, -float("inf")), gain)
         j = int(torch.argmax(gain).item())
         u = R[:, j].clone()
         R -= torch.outer(u, u) / (u[j] + lam)
         chosen[j] = True
         selected.append(j)
-        err = float(torch.trace(R).item())
+        err = float(torch.trace(R if M is None else M @ R).item())
         errors.append(err)
     return SpectralSelection(selected, errors, lam)
 
@@ -140,9 +209,13 @@ def _node_features(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
 
 
-def input_second_moment(model: nn.Module, module: nn.Module, inputs: torch.Tensor,
-                        forward: Optional[Callable[[nn.Module, torch.Tensor], object]] = None) -> torch.Tensor:
-    r"""Uncentred second moment :math:`S = \frac1n \sum_i x_i x_i^T` of ``module``'s input on a batch (float64).
+def input_second_moment(
+    model: nn.Module,
+    module: nn.Module,
+    inputs: torch.Tensor,
+    forward: Callable[[nn.Module, torch.Tensor], object] | None = None,
+) -> torch.Tensor:
+    r"""Uncentred second moment :math:`S = \frac1n \sum_i x_i x_i^T` of ``module``'s input (float64).
 
     The input is captured by a forward pre-hook during ``model(inputs)`` (no gradients). For a
     convolution the nodes are channels and every spatial position of every image is a sample.
