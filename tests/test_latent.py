@@ -1,4 +1,5 @@
 """Tests of latentkit.latent against independent computations (numpy, scipy, sklearn, autograd)."""
+
 import numpy as np
 import pytest
 import scipy.stats as st
@@ -7,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from torch.distributions import LowRankMultivariateNormal, MultivariateNormal
 
+import latentkit.divergence  # noqa: F401  (registers the KL pairs with torch)
 from latentkit.latent import (
     DiagonalNormal,
     IsotropicNormal,
@@ -121,8 +123,11 @@ def test_matrix_normal_matches_scipy_and_row_major_vec():
     mvn = st.multivariate_normal(M.numpy().reshape(-1), np.kron(U.numpy(), V.numpy()))
     np.testing.assert_allclose(mn.log_prob(X).numpy(), mvn.logpdf(X.numpy().reshape(6, -1)), rtol=1e-11)
     np.testing.assert_allclose(float(mn.entropy()), mvn.entropy(), rtol=1e-12)
-    np.testing.assert_allclose(mn.to_multivariate_normal().log_prob(X.reshape(6, -1)).numpy(),
-                               mvn.logpdf(X.numpy().reshape(6, -1)), rtol=1e-11)
+    np.testing.assert_allclose(
+        mn.to_multivariate_normal().log_prob(X.reshape(6, -1)).numpy(),
+        mvn.logpdf(X.numpy().reshape(6, -1)),
+        rtol=1e-11,
+    )
     # empirical covariance of samples of vec(X) is kron(U, V)
     S = mn.sample((200_000,), generator=gen(4)).reshape(200_000, -1)
     emp = torch.cov(S.T)

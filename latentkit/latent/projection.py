@@ -1,0 +1,72 @@
+"""Projections of a weight tensor to a latent location: identity, chunk means, rows; bias folding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._validation import as_tensor, check_choice, check_int, check_same_device
+from ..options import PROJECTIONS
+from ._args import _check_same_dtype
+
+__all__ = ["project", "fold_bias"]
+
+
+def project(weight: Any, projection: str = "identity", num_chunks: int = 100) -> torch.Tensor:
+    """Project a weight tensor to the latent location.
+
+    Parameters
+    ----------
+    weight : Tensor, any shape with ``d`` entries
+        The layer's weights (kept on their device and dtype).
+    projection : {"identity", "chunk_means", "rows"}
+        * ``identity``: ``vec(w)``, shape ``(d,)`` (row-major flatten).
+        * ``chunk_means``: ``(k,)`` means of ``k = num_chunks`` contiguous chunks of ``vec(w)``
+          (the reference code's trick). Remainder policy: with ``d = q k + m``, the first ``m``
+          chunks have ``q + 1`` entries, the rest ``q`` (as :func:`torch.tensor_split`).
+        * ``rows``: ``(out, d_in)`` with ``w.reshape(w.shape[0], -1)``, one row per output
+          neuron / channel.
+    num_chunks : int
+        ``k`` for ``chunk_means``; ``1 <= k <= d``.
+
+    Returns
+    -------
+    Tensor
+        The projected weights.
+
+    Raises
+    ------
+    ValueError
+        Unknown projection, NaN/inf weights, ``num_chunks`` outside ``[1, d]``.
+    """
+    projection = check_choice(projection, "projection", PROJECTIONS)
+    w = as_tensor(weight, "weight", min_dim=1)
+    if projection == "identity":
+        return w.reshape(-1)
+    if projection == "rows":
+        return w.reshape(w.shape[0], -1)
+    k = check_int(num_chunks, "num_chunks", minimum=1)
+    flat = w.reshape(-1)
+    d = flat.numel()
+    if k > d:
+        raise ValueError(f"num_chunks={k} exceeds the number of weights d={d}")
+    q, m = divmod(d, k)
+    head = flat[: m * (q + 1)].reshape(m, q + 1).mean(dim=1) if m else flat.new_empty(0)
+    tail = flat[m * (q + 1) :].reshape(k - m, q).mean(dim=1)
+    return torch.cat([head, tail])
+
+
+def fold_bias(weight: Any, bias: Any) -> torch.Tensor:
+    """``[W, b]``: a linear layer's weight ``(C, in)`` with its bias ``(C,)`` as a last column.
+
+    The result ``(C, in + 1)`` is the matrix whose latent law :func:`fit_laplace_linear` (with
+    ``bias=True``) describes.
+    """
+    W = as_tensor(weight, "weight", min_dim=2)
+    b = as_tensor(bias, "bias", min_dim=1)
+    check_same_device(W, b, "weight", "bias")
+    _check_same_dtype(W, b, "weight", "bias")
+    if W.dim() != 2 or b.dim() != 1 or b.shape[0] != W.shape[0]:
+        raise ValueError(f"weight must be (C, in) and bias (C,); got {tuple(W.shape)} and {tuple(b.shape)}")
+    return torch.cat([W, b[:, None]], dim=1)
