@@ -169,7 +169,7 @@ def test_ties_are_left_out():
 
 
 def test_correlation_levels_and_reuse():
-    from latentkit.experiments import correlations
+    from latentkit.stats import correlations
 
     df = pd.concat([table("good"), table("bad", dataset="standin100")], ignore_index=True)
     corr = correlation_levels(df, n_boot=NB)
@@ -233,7 +233,7 @@ def test_errors():
 
 def test_float_noise_in_pd_ties():
     """Two PDs of one test image computed from different accuracies differ in their last bits."""
-    from latentkit.experiments import correlations
+    from latentkit.stats import correlations
 
     df = table("good")
     sel = (df.method == "lowest") & (df.sparsity == 0.1)
