@@ -81,6 +81,35 @@ def _sup_gap(W1, b1, hid, out, hid_p, out_p, T, d0, n_inputs, n_starts, steps, l
     return best, fsup
 
 
+def _draw_and_prune(n, method, par, sizes, law, g, dev, dtype):
+    """Draw one batch of ``T`` random networks of width ``n`` and prune their hidden/output layers.
+
+    Returns ``(W1, b1, hidden, out, pruned, sparsity)`` with ``pruned`` the pruned hidden layers
+    followed by the pruned output layer, and ``sparsity`` the achieved fraction per trial.
+    """
+    T, d0, dout, depth = sizes
+    mean, std = law
+    W1 = torch.randn(T, n, d0, generator=g, device=dev, dtype=dtype) / d0**0.5
+    b1 = torch.randn(T, n, generator=g, device=dev, dtype=dtype)
+    hid = [
+        (mean + std * torch.randn(T, n, n, generator=g, device=dev, dtype=dtype)) / n
+        for _ in range(depth - 1)
+    ]
+    out = (mean + std * torch.randn(T, dout, n, generator=g, device=dev, dtype=dtype)) / n
+    pruned, kept, total = [], 0, 0
+    for W in hid + [out]:
+        if method == "random":
+            keep = torch.rand(W.shape, generator=g, device=dev, dtype=dtype) >= par
+            Wp = W * keep / (1.0 - par)
+        else:
+            keep = (W * n).abs() >= par
+            Wp = W * keep
+        kept += keep.sum(dim=(1, 2))
+        total += keep[0].numel()
+        pruned.append(Wp)
+    return W1, b1, hid, out, pruned, 1.0 - kept.to(dtype) / total
+
+
 def qian_klabjan_simulation(
     widths: Sequence[int] = (16, 64, 256, 1024),
     *,
@@ -167,42 +196,13 @@ def qian_klabjan_simulation(
                 g = torch.Generator(device=dev)
                 g.manual_seed(seed + config)
                 config += 1
-                W1 = torch.randn(T, n, d0, generator=g, device=dev, dtype=dtype) / d0**0.5
-                b1 = torch.randn(T, n, generator=g, device=dev, dtype=dtype)
-                hid = [
-                    (mean + std * torch.randn(T, n, n, generator=g, device=dev, dtype=dtype)) / n
-                    for _ in range(depth - 1)
-                ]
-                out = (mean + std * torch.randn(T, dout, n, generator=g, device=dev, dtype=dtype)) / n
-                pruned, kept, total = [], 0, 0
-                for W in hid + [out]:
-                    if method == "random":
-                        keep = torch.rand(W.shape, generator=g, device=dev, dtype=dtype) >= par
-                        Wp = W * keep / (1.0 - par)
-                    else:
-                        keep = (W * n).abs() >= par
-                        Wp = W * keep
-                    kept += keep.sum(dim=(1, 2))
-                    total += keep[0].numel()
-                    pruned.append(Wp)
-                gap, fsup = _sup_gap(
-                    W1,
-                    b1,
-                    hid,
-                    out,
-                    pruned[:-1],
-                    pruned[-1],
-                    T,
-                    d0,
-                    n_inputs,
-                    n_starts,
-                    steps,
-                    lr,
-                    g,
-                    dev,
-                    dtype,
+                W1, b1, hid, out, pruned, sp = _draw_and_prune(
+                    n, method, par, (T, d0, dout, depth), (mean, std), g, dev, dtype
                 )
-                sp = 1.0 - kept.to(dtype) / total
+                gap, fsup = _sup_gap(
+                    W1, b1, hid, out, pruned[:-1], pruned[-1], T, d0,
+                    n_inputs, n_starts, steps, lr, g, dev, dtype,
+                )  # fmt: skip
                 for t in range(T):
                     gt, ft = float(gap[t]), float(fsup[t])
                     rows.append(
