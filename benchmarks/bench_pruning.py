@@ -91,7 +91,8 @@ def run_case(case: str, size, device: str, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    from latentkit.pruning import prunable_layers, prune
+    from latentkit.modules import prunable_layers
+    from latentkit.pruning import prune
 
     model = build(size).to(device)
     layers = prunable_layers(model)
