@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from latentkit import plots
-from latentkit.experiments import correlations
+from latentkit.stats import correlations
 
 METHODS = ["lowest", "random", "highest"]
 SPARSITIES = [0.1, 0.3, 0.5, 0.8]
