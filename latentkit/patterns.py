@@ -12,34 +12,47 @@ For a layer with weights :math:`w` and its pruned version :math:`\\tilde w = m \
   :mod:`latentkit.divergence` registers every pair of latentkit families.
 
 The two layers "have AP2 (AP3) with tolerance eps" when the value is ``<= eps`` (:func:`has_ap2`,
-:func:`has_ap3`). :func:`layer_table` tabulates both for every Linear/Conv layer of two models with the
-same architecture.
+:func:`has_ap3`). :func:`layer_table` tabulates both for every prunable layer (Linear and every
+convolution, :func:`latentkit.modules.prunable_layers`) of two models with the same architecture.
 
 No hidden rescaling: the reference code divides AP2 by its per-trial maximum (times 3.8); here AP2 is the
 raw squared distance unless ``normalize`` names a normalisation explicitly.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
+from . import divergence  # noqa: F401  (importing it registers latentkit's KL pairs with torch)
 from ._validation import as_tensor, check_choice, check_nonnegative, check_same_device, check_same_shape
+from .latent import latent_space, project
+from .modules import effective_weight, prunable_layers
+from .options import AP2_NORMALIZATIONS, PROJECTIONS
 
-__all__ = ["PatternTest", "ap2", "ap3", "has_ap2", "has_ap3", "layer_table", "AP2_NORMALIZATIONS", "layer_weight"]
+__all__ = ["PatternTest", "ap2", "ap3", "has_ap2", "has_ap3", "layer_table", "AP2_NORMALIZATIONS"]
 
-#: Normalisations offered by :func:`ap2` (``None`` = raw squared distance).
-AP2_NORMALIZATIONS = ("dense_norm", "numel")
+#: The columns of :func:`layer_table` before the AP3 columns (also those of an empty table).
+TABLE_COLUMNS = ("layer", "type", "shape", "parameters", "zeros", "sparsity", "ap2")
 
 
-def _pair(w: Any, w_pruned: Any) -> "tuple[torch.Tensor, torch.Tensor]":
-    w = as_tensor(w, "w", min_dim=0)
-    w_pruned = as_tensor(w_pruned, "w_pruned", min_dim=0)
+def _pair(w: Any, w_pruned: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both weights as floating tensors of one shape, dtype and device, finite, detached."""
+    w = as_tensor(w, "w", min_dim=1)
+    w_pruned = as_tensor(w_pruned, "w_pruned", min_dim=1)
     check_same_shape(w, w_pruned, "w", "w_pruned")
     check_same_device(w, w_pruned, "w", "w_pruned")
+    if w.dtype != w_pruned.dtype:
+        raise TypeError(
+            f"w and w_pruned must have the same dtype; got {w.dtype} and {w_pruned.dtype} "
+            "(prune a copy of the dense weights, or cast one to the other's dtype)"
+        )
     # AP2/AP3 are measurements returned as floats: detach so a weight that requires grad
     # (a Parameter or an expression of one) neither warns nor records an autograd graph.
     return w.detach(), w_pruned.detach()
@@ -50,7 +63,7 @@ def ap2(
     w_pruned: Any,
     projection: str = "identity",
     num_chunks: int = 100,
-    normalize: Optional[str] = None,
+    normalize: str | None = None,
 ) -> float:
     """AP2 of a layer pair: the squared distance of the projected weights.
 
@@ -61,8 +74,8 @@ def ap2(
 
     Parameters
     ----------
-    w, w_pruned : Tensor, any shape (both the same shape, dtype floating, same device)
-        Dense and pruned weights of one layer.
+    w, w_pruned : Tensor, at least 1-d (both the same shape, the same floating dtype, same device)
+        Dense and pruned weights of one layer, finite.
     projection : {"identity", "chunk_means", "rows"}
         Passed to :func:`latentkit.latent.project` (identity: flatten to ``(d,)``; chunk_means: ``(k,)``
         means of ``k = num_chunks`` contiguous chunks; rows: ``(out, d_in)``). The squared distance sums
@@ -82,17 +95,18 @@ def ap2(
     Raises
     ------
     TypeError, ValueError
-        Non-floating or non-finite weights, shape or device mismatch, unknown projection or normalize,
-        ``num_chunks`` larger than the number of weights (from :func:`~latentkit.latent.project`).
+        Non-floating, 0-d, empty or non-finite (NaN/inf) weights, shape, dtype or device mismatch,
+        unknown projection or normalize, ``num_chunks`` larger than the number of weights (from
+        :func:`~latentkit.latent.project`), a value that overflows float64.
     """
-    from .latent import project
-
     w, w_pruned = _pair(w, w_pruned)
     if normalize is not None:
         check_choice(normalize, "normalize", AP2_NORMALIZATIONS)
     pw = project(w, projection=projection, num_chunks=num_chunks).to(torch.float64)
     pv = project(w_pruned, projection=projection, num_chunks=num_chunks).to(torch.float64)
     value = float(torch.sum((pw - pv) ** 2))
+    if not math.isfinite(value):
+        raise ValueError(f"AP2 overflows float64 ({value}): the weights are too large to square")
     if normalize == "dense_norm":
         denom = float(torch.sum(pw**2))
         if denom == 0.0:
@@ -122,8 +136,8 @@ def ap3(
 
     Parameters
     ----------
-    w, w_pruned : Tensor, any shape (equal shapes, same device)
-        Dense and pruned weights of one layer.
+    w, w_pruned : Tensor, at least 1-d (equal shapes, the same floating dtype, same device)
+        Dense and pruned weights of one layer, finite.
     family : {"gaussian", "student_t"}
     covariance : {"isotropic", "diagonal", "full", "lowrank", "kronecker"}
     **latent_kwargs
@@ -142,17 +156,16 @@ def ap3(
         As :func:`ap2`, plus whatever :func:`~latentkit.latent.latent_space` rejects (df <= 0,
         non-positive-definite covariance, a fit of the wrong size, ...).
     """
-    from . import divergence  # noqa: F401  (registers the KL pairs)
-    from .latent import latent_space
-
     w, w_pruned = _pair(w, w_pruned)
     p = latent_space(w, family=family, covariance=covariance, **latent_kwargs)
     q = latent_space(w_pruned, family=family, covariance=covariance, **latent_kwargs)
     kl = torch.distributions.kl_divergence(p, q)
     value = float(kl.sum()) if kl.dim() > 0 else float(kl)
     if not math.isfinite(value):
-        raise ValueError(f"AP3 is not finite ({value}); check the latent's covariance (family={family!r}, "
-                         f"covariance={covariance!r})")
+        raise ValueError(
+            f"AP3 is not finite ({value}); check the latent's covariance (family={family!r}, "
+            f"covariance={covariance!r})"
+        )
     # KL >= 0; a tiny negative value is floating-point round-off of an exact zero.
     return max(value, 0.0)
 
@@ -175,7 +188,8 @@ class PatternTest:
 
 
 def has_ap2(w: Any, w_pruned: Any, eps: float, **ap2_kwargs: Any) -> PatternTest:
-    """Do ``w`` and ``w_pruned`` have AP2 with tolerance ``eps``, i.e. :math:`\\mathrm{AP2} \\le \\varepsilon`?
+    """Do ``w`` and ``w_pruned`` have AP2 with tolerance ``eps``, i.e.
+    :math:`\\mathrm{AP2} \\le \\varepsilon`?
 
     Parameters
     ----------
@@ -197,7 +211,8 @@ def has_ap2(w: Any, w_pruned: Any, eps: float, **ap2_kwargs: Any) -> PatternTest
 
 
 def has_ap3(w: Any, w_pruned: Any, eps: float, **ap3_kwargs: Any) -> PatternTest:
-    """Do ``w`` and ``w_pruned`` have AP3 with tolerance ``eps``, i.e. :math:`\\mathrm{KL}(P(w)\\Vert P(\\tilde w)) \\le \\varepsilon`?
+    """Do ``w`` and ``w_pruned`` have AP3 with tolerance ``eps``, i.e.
+    :math:`\\mathrm{KL}(P(w)\\Vert P(\\tilde w)) \\le \\varepsilon`?
 
     Parameters
     ----------
@@ -218,57 +233,129 @@ def has_ap3(w: Any, w_pruned: Any, eps: float, **ap3_kwargs: Any) -> PatternTest
     return PatternTest(value=value, eps=eps, holds=value <= eps, kind="AP3")
 
 
-_LAYER_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
-
-
-def layer_weight(module: nn.Module) -> torch.Tensor:
-    """The effective (masked) weight of a Linear/Conv module, detached.
-
-    With :mod:`torch.nn.utils.prune`, ``module.weight`` is ``weight_orig * weight_mask`` as of the last
-    forward pass (or of pruning); this returns ``weight_orig * weight_mask`` directly, so it is also right
-    after ``weight_orig`` was edited in place without a forward pass. Without pruning it is ``module.weight``.
-    """
-    if hasattr(module, "weight_orig") and hasattr(module, "weight_mask"):
-        return (module.weight_orig * module.weight_mask).detach()
-    weight = getattr(module, "weight", None)
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"{type(module).__name__} has no weight tensor")
-    return weight.detach()
-
-
-def _prunable_layers(model: nn.Module, name: str) -> "dict[str, nn.Module]":
+def _layers_of(model: Any, name: str) -> dict[str, nn.Module]:
+    """The prunable layers of ``model`` by name (TypeError naming ``name`` if it is not a Module)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"{name} must be a torch.nn.Module; got {type(model).__name__}")
-    return {n: m for n, m in model.named_modules() if isinstance(m, _LAYER_TYPES)}
+    return dict(prunable_layers(model))
+
+
+def _check_same_layers(dense_layers: Mapping[str, nn.Module], pruned_layers: Mapping[str, nn.Module]) -> None:
+    if list(dense_layers) != list(pruned_layers):
+        only_d = sorted(set(dense_layers) - set(pruned_layers))
+        only_p = sorted(set(pruned_layers) - set(dense_layers))
+        raise ValueError(
+            "dense_model and pruned_model have different architectures: Linear/Conv layers only in the dense "
+            f"model {only_d}, only in the pruned model {only_p}"
+            + ("" if only_d or only_p else " (same names, different order)")
+        )
+
+
+def _check_specs(ap3_specs: Any) -> dict[str, Mapping[str, Any]]:
+    """The AP3 column specs (default: one isotropic Gaussian column ``ap3`` with scale 1), validated."""
+    if ap3_specs is None:
+        return {"ap3": {"family": "gaussian", "covariance": "isotropic", "scale": 1.0}}
+    if not isinstance(ap3_specs, Mapping):
+        raise TypeError(
+            "ap3_specs must be a mapping column name -> dict of ap3 arguments; "
+            f"got {type(ap3_specs).__name__}"
+        )
+    for col, spec in ap3_specs.items():
+        if not isinstance(col, str) or col in TABLE_COLUMNS:
+            raise ValueError(
+                f"invalid ap3_specs column name {col!r} (must be a string not in {sorted(TABLE_COLUMNS)})"
+            )
+        if not isinstance(spec, Mapping):
+            raise TypeError(f"ap3_specs[{col!r}] must be a dict of ap3 arguments; got {type(spec).__name__}")
+    return dict(ap3_specs)
+
+
+def _select(layers: Any, dense_layers: Mapping[str, nn.Module]) -> list[str]:
+    """The layer names to tabulate: all prunable layers, or the ones named (in the order given)."""
+    if layers is None:
+        return list(dense_layers)
+    if isinstance(layers, str):
+        layers = [layers]
+    if not isinstance(layers, Sequence) or not all(isinstance(n, str) for n in layers):
+        raise TypeError(f"layers must be a module name or a sequence of module names; got {layers!r}")
+    names = list(layers)
+    unknown = [n for n in names if n not in dense_layers]
+    if unknown:
+        raise ValueError(f"unknown layer(s) {unknown}; Linear/Conv layers are {list(dense_layers)}")
+    return names
+
+
+def _measured(layer: str, column: str, fn: Any, *args: Any, **kwargs: Any) -> float:
+    """``fn(*args, **kwargs)``, with TypeError/ValueError messages prefixed by the layer and column."""
+    try:
+        return fn(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"layer {layer!r}, column {column!r}: {exc}") from exc
+
+
+def _row(
+    name: str,
+    md: nn.Module,
+    mp: nn.Module,
+    specs: Mapping[str, Mapping[str, Any]],
+    ap2_kwargs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One row of :func:`layer_table` for the layer ``name`` (dense module ``md``, pruned ``mp``)."""
+    if type(md) is not type(mp):
+        raise ValueError(
+            f"layer {name!r} is {type(md).__name__} in dense_model but {type(mp).__name__} in pruned_model"
+        )
+    w, v = effective_weight(md), effective_weight(mp)
+    if w.shape != v.shape:
+        raise ValueError(
+            f"layer {name!r} has weight shape {tuple(w.shape)} in dense_model but {tuple(v.shape)} "
+            "in pruned_model"
+        )
+    zeros = int((v == 0).sum())
+    row = {
+        "layer": name,
+        "type": type(md).__name__,
+        "shape": tuple(w.shape),
+        "parameters": w.numel(),
+        "zeros": zeros,
+        "sparsity": zeros / w.numel(),
+    }
+    row["ap2"] = _measured(name, "ap2", ap2, w, v, **ap2_kwargs)
+    for col, spec in specs.items():
+        row[col] = _measured(name, col, ap3, w, v, **dict(spec))
+    return row
 
 
 def layer_table(
     dense_model: nn.Module,
     pruned_model: nn.Module,
-    layers: Optional[Sequence[str]] = None,
-    ap3_specs: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    layers: Sequence[str] | None = None,
+    ap3_specs: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     projection: str = "identity",
     num_chunks: int = 100,
-    normalize: Optional[str] = None,
-) -> "Any":
+    normalize: str | None = None,
+) -> pd.DataFrame:
     """Per-layer AP2/AP3 table for a dense model and its pruned version (same architecture).
 
-    One row per ``nn.Linear`` / ``nn.Conv{1,2,3}d`` layer (weights only; biases are not compared), in
+    One row per prunable layer (``nn.Linear`` and every convolution, as
+    :func:`latentkit.modules.prunable_layers` lists them; weights only, biases are not compared), in
     ``named_modules`` order, with columns
 
     ``layer`` (module name), ``type``, ``shape`` (tuple), ``parameters`` (weight entries), ``zeros`` and
     ``sparsity`` (of the pruned layer's effective weight), ``ap2`` (:func:`ap2` with ``projection``,
-    ``num_chunks``, ``normalize``) and one column per entry of ``ap3_specs``.
+    ``num_chunks``, ``normalize``: :math:`\\lVert P(w) - P(\\tilde w)\\rVert_2^2`) and one column per entry
+    of ``ap3_specs`` (:math:`\\mathrm{KL}(P(w) \\Vert P(\\tilde w))`).
 
     Works whether or not the models use :mod:`torch.nn.utils.prune`: the effective weight is
-    ``weight_orig * weight_mask`` when those exist (see :func:`layer_weight`), else ``weight``.
+    ``weight_orig * weight_mask`` when those exist (see :func:`latentkit.modules.effective_weight`),
+    else ``weight``.
 
     Parameters
     ----------
     dense_model, pruned_model : nn.Module
         Same architecture: the same Linear/Conv module names, types and weight shapes (ValueError otherwise).
-    layers : sequence of str, optional
+    layers : str or sequence of str, optional
         Module names to include (default: every Linear/Conv layer). Unknown names raise ValueError.
     ap3_specs : mapping column name -> dict of :func:`ap3` keyword arguments, optional
         Default ``{"ap3": {"family": "gaussian", "covariance": "isotropic", "scale": 1.0}}``
@@ -280,64 +367,23 @@ def layer_table(
     Returns
     -------
     pandas.DataFrame
-    """
-    import pandas as pd
+        With no prunable layer (or ``layers=[]``) the table is empty but still has every column, so
+        code that selects columns works on it.
 
-    dense_layers = _prunable_layers(dense_model, "dense_model")
-    pruned_layers = _prunable_layers(pruned_model, "pruned_model")
-    if list(dense_layers) != list(pruned_layers):
-        only_d = sorted(set(dense_layers) - set(pruned_layers))
-        only_p = sorted(set(pruned_layers) - set(dense_layers))
-        raise ValueError(
-            "dense_model and pruned_model have different architectures: Linear/Conv layers only in the dense "
-            f"model {only_d}, only in the pruned model {only_p}"
-            + ("" if only_d or only_p else " (same names, different order)")
-        )
-    if ap3_specs is None:
-        ap3_specs = {"ap3": {"family": "gaussian", "covariance": "isotropic", "scale": 1.0}}
-    if not isinstance(ap3_specs, Mapping):
-        raise TypeError(f"ap3_specs must be a mapping column name -> dict of ap3 arguments; got {type(ap3_specs).__name__}")
-    reserved = {"layer", "type", "shape", "parameters", "zeros", "sparsity", "ap2"}
-    for col, spec in ap3_specs.items():
-        if not isinstance(col, str) or col in reserved:
-            raise ValueError(f"invalid ap3_specs column name {col!r} (must be a string not in {sorted(reserved)})")
-        if not isinstance(spec, Mapping):
-            raise TypeError(f"ap3_specs[{col!r}] must be a dict of ap3 arguments; got {type(spec).__name__}")
-    if layers is None:
-        names = list(dense_layers)
-    else:
-        if isinstance(layers, str):
-            layers = [layers]
-        names = list(layers)
-        unknown = [n for n in names if n not in dense_layers]
-        if unknown:
-            raise ValueError(f"unknown layer(s) {unknown}; Linear/Conv layers are {list(dense_layers)}")
-    rows = []
-    for name in names:
-        md, mp = dense_layers[name], pruned_layers[name]
-        if type(md) is not type(mp):
-            raise ValueError(
-                f"layer {name!r} is {type(md).__name__} in dense_model but {type(mp).__name__} in pruned_model"
-            )
-        w, v = layer_weight(md), layer_weight(mp)
-        if w.shape != v.shape:
-            raise ValueError(
-                f"layer {name!r} has weight shape {tuple(w.shape)} in dense_model but {tuple(v.shape)} in pruned_model"
-            )
-        zeros = int((v == 0).sum())
-        row = {
-            "layer": name,
-            "type": type(md).__name__,
-            "shape": tuple(w.shape),
-            "parameters": w.numel(),
-            "zeros": zeros,
-            "sparsity": zeros / w.numel(),
-            "ap2": ap2(w, v, projection=projection, num_chunks=num_chunks, normalize=normalize),
-        }
-        for col, spec in ap3_specs.items():
-            try:
-                row[col] = ap3(w, v, **dict(spec))
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(f"layer {name!r}, column {col!r}: {exc}") from exc
-        rows.append(row)
-    return pd.DataFrame(rows)
+    Raises
+    ------
+    TypeError, ValueError
+        Not Modules, different architectures, unknown layers, invalid specs; errors of :func:`ap2` /
+        :func:`ap3` name the layer and the column.
+    """
+    dense_layers = _layers_of(dense_model, "dense_model")
+    pruned_layers = _layers_of(pruned_model, "pruned_model")
+    _check_same_layers(dense_layers, pruned_layers)
+    specs = _check_specs(ap3_specs)
+    names = _select(layers, dense_layers)
+    check_choice(projection, "projection", PROJECTIONS)
+    if normalize is not None:
+        check_choice(normalize, "normalize", AP2_NORMALIZATIONS)
+    ap2_kwargs = {"projection": projection, "num_chunks": num_chunks, "normalize": normalize}
+    rows = [_row(n, dense_layers[n], pruned_layers[n], specs, ap2_kwargs) for n in names]
+    return pd.DataFrame(rows, columns=[*TABLE_COLUMNS, *specs])

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import prune
 
-from latentkit.patterns import PatternTest, ap2, ap3, has_ap2, has_ap3, layer_table, layer_weight
+from latentkit.modules import effective_weight as layer_weight
+from latentkit.patterns import PatternTest, ap2, ap3, has_ap2, has_ap3, layer_table
 
 torch.set_num_threads(1)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch.distributions import Distribution, LowRankMultivariateNormal, MultivariateNormal
 
+from ..divergence import covariance_operator
 from ..latent import DiagonalNormal, IsotropicNormal, MatrixNormal, MultivariateStudentT
 
 __all__ = ["covariance_eigen_range"]
@@ -82,7 +82,8 @@ def covariance_eigen_range(dist: Distribution) -> tuple[float, float]:
 
     Isotropic / diagonal: from the variances (O(d)); matrix-normal :math:`U \\otimes V`: products of the
     extreme eigenvalues of ``U`` and ``V`` (eigenvalues of a Kronecker product are the pairwise products);
-    full and low-rank: ``torch.linalg.eigvalsh`` of the covariance (small d).
+    full and low-rank: ``torch.linalg.eigvalsh`` of the dense covariance (small d). The covariance comes
+    from :func:`latentkit.divergence.covariance_operator`, the one home of a law's covariance structure.
 
     Raises
     ------
@@ -90,17 +91,18 @@ def covariance_eigen_range(dist: Distribution) -> tuple[float, float]:
         If ``dist`` is not a latentkit Gaussian latent.
     """
     check_dist(dist, "dist")
-    if isinstance(dist, (IsotropicNormal, DiagonalNormal)):
-        var = dist.variance.reshape(-1).to(torch.float64)
-        return float(var.min()), float(var.max())
+    if not is_gaussian(dist):
+        raise TypeError(f"covariance_eigen_range needs a Gaussian latent; got {type(dist).__name__}")
     if isinstance(dist, MatrixNormal):
         u = torch.linalg.eigvalsh(dist.row_cov.to(torch.float64))
         v = torch.linalg.eigvalsh(dist.col_cov.to(torch.float64))
         return float(u.min() * v.min()), float(u.max() * v.max())
-    if isinstance(dist, (MultivariateNormal, LowRankMultivariateNormal)):
-        ev = torch.linalg.eigvalsh(dist.covariance_matrix.to(torch.float64))
-        return float(ev.min()), float(ev.max())
-    raise TypeError(f"covariance_eigen_range needs a Gaussian latent; got {type(dist).__name__}")
+    op = covariance_operator(dist)
+    if op.kind in ("iso", "diag"):
+        var = op.diagonal().reshape(-1).to(torch.float64)
+        return float(var.min()), float(var.max())
+    ev = torch.linalg.eigvalsh(op.dense().to(torch.float64))
+    return float(ev.min()), float(ev.max())
 
 
 def _covariance_parts(dist: Distribution) -> list[torch.Tensor]:
@@ -133,22 +135,3 @@ def check_shared_covariance(p: Distribution, q: Distribution) -> None:
             raise ValueError(
                 "p and q must share one covariance (build both with the same latent_space arguments)"
             )
-
-
-def dense_gaussian(dist: Distribution, max_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean (d,) and dense covariance (d, d), float64, of a latentkit Gaussian (small d only)."""
-    d = int(np.prod(dist.event_shape)) if len(dist.event_shape) else 1
-    if d > max_dim:
-        raise ValueError(
-            f"a dense covariance of dimension {d} > max_dim={max_dim} is not built; use a smaller layer"
-        )
-    if isinstance(dist, MatrixNormal):
-        dist = dist.to_multivariate_normal()
-    mean = flat_mean(dist)
-    if isinstance(dist, (IsotropicNormal, DiagonalNormal)):
-        cov = torch.diag(dist.variance.reshape(-1).to(torch.float64))
-    elif isinstance(dist, (MultivariateNormal, LowRankMultivariateNormal)):
-        cov = dist.covariance_matrix.to(torch.float64)
-    else:
-        raise TypeError(f"not a latentkit Gaussian latent: {type(dist).__name__}")
-    return mean, cov

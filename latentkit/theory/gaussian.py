@@ -11,6 +11,7 @@ import scipy.linalg
 import torch
 from torch.distributions import Distribution, MultivariateNormal, kl_divergence
 
+from .. import divergence
 from .._validation import check_int, check_nonnegative, check_positive
 from ..latent import relocate
 from ..patterns import ap2, ap3
@@ -18,7 +19,6 @@ from ._laws import (
     check_pair,
     check_shared_covariance,
     covariance_eigen_range,
-    dense_gaussian,
     flat_mean,
     is_gaussian,
 )
@@ -96,8 +96,8 @@ def check_gaussian_kl(
     atol = check_nonnegative(atol, "atol")
     max_dim = check_int(max_dim, "max_dim", minimum=1)
     ours = float(kl_divergence(p, q))
-    m0, s0 = dense_gaussian(p, max_dim)
-    m1, s1 = dense_gaussian(q, max_dim)
+    m0, s0 = divergence.dense_moments(p, max_dim)
+    m1, s1 = divergence.dense_moments(q, max_dim)
     direct = _gaussian_kl_scipy(m0.cpu().numpy(), s0.cpu().numpy(), m1.cpu().numpy(), s1.cpu().numpy())
     torch_full = float(
         kl_divergence(
