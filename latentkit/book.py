@@ -1,41 +1,150 @@
-"""The scale switch of the book: which experiment config and results directory a chapter uses.
+"""What every chapter of the book shares: its preamble (:func:`setup`) and its scale switch.
 
-A chapter never hard-codes ``configs/quick.yaml``: it calls :func:`book_config`, so the same chapter
-renders the quick-scale grid (the default, what the book ships with) or a paper-scale run::
+A chapter starts with the imports it needs and one line, ``START = setup(width=120)``: seeds, one
+thread, deterministic algorithms and the chapter's pandas display options, so a re-executed chapter
+reproduces its stored outputs. A chapter never hard-codes a config file: it calls
+:func:`book_config`, so the same chapter renders the quick preset (the default, what the book ships
+with) or a paper-scale run::
 
-    LATENTKIT_SCALE=paper bash run.sh book                          # configs/paper.yaml, results/paper
+    LATENTKIT_SCALE=paper bash run.sh book                     # the shipped "paper" config, results/paper
     LATENTKIT_RESULTS=/data/my_run LATENTKIT_SCALE=paper bash run.sh book
 
-The scale is a configuration value, never a fork in the code: both scales run the same functions.
+The preset is a configuration value, never a fork in the code: both presets run the same functions.
+Results go under the book's own root (the folder of the ``_config.yml`` found from the working
+directory upward; chapters execute in ``book/``), never beside the installed package.
 """
+
 from __future__ import annotations
 
 import os
+import random
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Tuple
+from typing import Any
 
-from ._validation import check_choice
+import numpy as np
+import pandas as pd
+import torch
 
-__all__ = ["SCALES", "REPO_ROOT", "book_scale", "book_config"]
+from ._checks import check_choice, check_int
+from .grid import ExperimentConfig, load_config
+from .options import PRESETS
 
-SCALES = ("quick", "paper")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+__all__ = [
+    "SCALES",
+    "PRESET_VARIABLE",
+    "setup",
+    "book_root",
+    "book_scale",
+    "book_config",
+    "value_text",
+    "show_error",
+]
+
+SCALES = PRESETS
+"""The presets a chapter can render (``"quick"``, ``"paper"``); alias of :data:`latentkit.options.PRESETS`."""
+
+PRESET_VARIABLE = "LATENTKIT_SCALE"
+"""The environment variable that selects the preset (its name predates the ``preset`` config field)."""
+
+_BOOK_MARKER = "_config.yml"
+
+
+def _display_value(name: str, value: Any) -> Any:
+    """``float_format`` may be given as a format string (``"{:.4g}"``): pandas wants a callable."""
+    if name == "float_format" and isinstance(value, str):
+        try:
+            value.format(1.0)
+        except (ValueError, IndexError, KeyError) as err:
+            msg = f"float_format must be a format string such as '{{:.4g}}'; got {value!r}"
+            raise ValueError(msg) from err
+        return value.format
+    if name == "float_format" and value is not None and not callable(value):
+        raise TypeError(f"float_format must be a format string or a callable; got {type(value).__name__}")
+    return value
+
+
+def setup(*, seed: int = 0, threads: int = 1, deterministic: bool = True, **display: Any) -> float:
+    """Prepare a chapter's kernel so that it reproduces its stored outputs; return the start time.
+
+    Seeds ``torch``, ``numpy`` and ``random`` with ``seed``, runs torch on ``threads`` intra-op
+    threads, switches on ``torch.use_deterministic_algorithms(deterministic)`` and sets each pandas
+    display option given, ``pd.set_option(f"display.{name}", value)``.
+
+    Parameters
+    ----------
+    seed : int, default 0
+        The seed of all three generators.
+    threads : int, default 1
+        ``torch.set_num_threads(threads)``; one thread makes CPU reductions bit-identical across runs.
+    deterministic : bool, default True
+        Passed to ``torch.use_deterministic_algorithms``.
+    **display
+        pandas display options by their short name, e.g. ``float_format="{:.4g}"`` (a format string,
+        turned into its ``str.format``, or a callable), ``width=120``, ``max_colwidth=None``.
+
+    Returns
+    -------
+    float
+        ``time.perf_counter()`` when the chapter started, for its closing "executed in" line.
+
+    Raises
+    ------
+    ValueError
+        For a negative ``seed``, ``threads < 1`` or a display option pandas does not know.
+    TypeError
+        For a ``deterministic`` that is not a bool or a ``float_format`` that is not a string/callable.
+    """
+    seed = check_int(seed, "seed", minimum=0)
+    threads = check_int(threads, "threads", minimum=1)
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"deterministic must be a bool; got {type(deterministic).__name__}")
+    options = {}
+    for name, value in display.items():
+        key = f"display.{name}"
+        try:
+            pd.get_option(key)
+        except KeyError as err:  # pandas' OptionError is a KeyError
+            raise ValueError(f"{name}: pandas has no display option {key!r}") from err
+        options[key] = _display_value(name, value)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+    for key, value in options.items():
+        pd.set_option(key, value)
+    return time.perf_counter()
+
+
+def book_root(start: str | os.PathLike | None = None) -> Path | None:
+    """The book's root: the nearest folder at or above ``start`` (default: the working directory)
+    that holds a ``_config.yml``; ``None`` when there is none."""
+    here = Path.cwd() if start is None else Path(start)
+    here = here.resolve()
+    for folder in (here, *here.parents):
+        if (folder / _BOOK_MARKER).is_file():
+            return folder
+    return None
 
 
 def book_scale() -> str:
-    """The scale chapters use: ``$LATENTKIT_SCALE`` (``"quick"`` or ``"paper"``), default ``"quick"``.
+    """The preset chapters use: ``$LATENTKIT_SCALE`` (``"quick"`` or ``"paper"``), default ``"quick"``.
 
     Raises ``ValueError`` for any other value, naming the allowed ones.
     """
-    return check_choice(os.environ.get("LATENTKIT_SCALE", "quick"), "LATENTKIT_SCALE", SCALES)
+    return check_choice(os.environ.get(PRESET_VARIABLE, "quick"), PRESET_VARIABLE, SCALES)
 
 
-def book_config(**overrides: Any) -> "Tuple[Any, Path]":
-    """The experiment config and the results directory of the current scale.
+def book_config(**overrides: Any) -> tuple[ExperimentConfig, Path]:
+    """The experiment config and the results directory of the current preset.
 
-    ``config = load_config(path, **overrides)`` with ``path`` = ``$LATENTKIT_CONFIG`` if set, else
-    ``<repository>/configs/<scale>.yaml``; the results directory is ``$LATENTKIT_RESULTS`` if set,
-    else ``<repository>/results/<scale>`` (the cell cache that chapters and the book build share).
+    The config is ``load_config(source, **overrides)`` with ``source`` = ``$LATENTKIT_CONFIG`` (a
+    file) if set, else the shipped config named after the preset (``load_config("quick")``). The
+    results directory is ``$LATENTKIT_RESULTS`` if set, else ``<book root>/results/<preset>`` (the
+    cell cache that chapters and the book build share; see :func:`book_root`), or
+    ``<working directory>/results/<preset>`` outside a book.
 
     Parameters
     ----------
@@ -49,15 +158,62 @@ def book_config(**overrides: Any) -> "Tuple[Any, Path]":
     Raises
     ------
     ValueError
-        For an unknown ``LATENTKIT_SCALE`` or a config file that does not exist (the message says
-        which variable to set).
+        For an unknown ``LATENTKIT_SCALE`` or a ``LATENTKIT_CONFIG`` file that does not exist (the
+        message says which variable to set).
     """
-    from .experiments import load_config
+    preset = book_scale()
+    source: str | Path = preset
+    if os.environ.get("LATENTKIT_CONFIG"):
+        source = Path(os.environ["LATENTKIT_CONFIG"])
+        if not source.is_file():
+            raise ValueError(
+                f"config file {source} not found (set LATENTKIT_CONFIG to a config file, "
+                f"or {PRESET_VARIABLE} to one of {list(SCALES)})"
+            )
+    root = book_root() or Path.cwd()
+    out = Path(os.environ.get("LATENTKIT_RESULTS", root / "results" / preset))
+    return load_config(source, **overrides), out
 
-    scale = book_scale()
-    path = Path(os.environ.get("LATENTKIT_CONFIG", REPO_ROOT / "configs" / f"{scale}.yaml"))
-    if not path.is_file():
-        raise ValueError(f"config file {path} not found (set LATENTKIT_CONFIG to a config file, "
-                         f"or LATENTKIT_SCALE to one of {list(SCALES)})")
-    out = Path(os.environ.get("LATENTKIT_RESULTS", REPO_ROOT / "results" / scale))
-    return load_config(path, **overrides), out
+
+def value_text(value: Any) -> str:
+    """Compact text of one config value, for the chapters' configuration tables.
+
+    A list of mappings (AP3 specs) becomes their ``name`` fields (``"?"`` for a spec without one), a
+    mapping ``"k: v, ..."``, any other list ``"a, b, ..."``; everything else ``str(value)``.
+    """
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return ", ".join(v.get("name", "?") for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def show_error(fn: Callable[[], Any], replace: Mapping[str, str] | None = None) -> None:
+    """Call ``fn()`` and print what it raises as ``"<type>: <message>"``, or ``"no error"``.
+
+    Each key of ``replace`` found in the message (e.g. a temporary folder) is replaced by its value
+    (e.g. ``"<data_root>"``), so the printed line does not depend on the machine.
+
+    Raises
+    ------
+    TypeError
+        For an ``fn`` that is not callable or a ``replace`` that is not a mapping of strings.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable; got {type(fn).__name__}")
+    replace = {} if replace is None else replace
+    if not isinstance(replace, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in replace.items()
+    ):
+        raise TypeError("replace must be a mapping of strings to strings")
+    try:
+        fn()
+    except Exception as exc:
+        msg = str(exc)
+        for old, new in replace.items():
+            msg = msg.replace(old, new)
+        print(f"{type(exc).__name__}: {msg}")
+    else:
+        print("no error")
