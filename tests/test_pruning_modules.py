@@ -35,7 +35,7 @@ def test_prune_all_handles_conv1d_and_conv3d():
     model = nn.Sequential(nn.Conv1d(2, 4, 3), nn.Conv3d(4, 4, 1), nn.Linear(4, 2))
     res = P.prune(model, "lowest", 0.5, layers="all")
     assert list(res.masks) == ["0", "1", "2"]
-    for n, mod in M.prunable_layers(model):
+    for _, mod in M.prunable_layers(model):
         assert int((mod.weight_mask == 0).sum()) == round(0.5 * mod.weight_orig.numel())
 
 

@@ -15,7 +15,16 @@ from .core import PruneResult, prune, select_layers, soft_sparsity, sparsity_rep
 from .finetune import MaskedOptimizer, freeze_all_but, model_masks
 from .registry import REGISTRY
 from .simulation import qian_klabjan_simulation
-from .soft import best_s_term_error, lq_adaptive_mask, lq_index, lq_norm, lq_tail_scores, pq_index
+from .soft import (
+    LqBoundCheck,
+    best_s_term_error,
+    lq_adaptive_mask,
+    lq_bound_check,
+    lq_index,
+    lq_norm,
+    lq_tail_scores,
+    pq_index,
+)
 from .spectral import (
     SpectralSelection,
     degrees_of_freedom,
@@ -48,6 +57,8 @@ __all__ = [
     "best_s_term_error",
     "lq_tail_scores",
     "lq_adaptive_mask",
+    "lq_bound_check",
+    "LqBoundCheck",
     "soft_sparsity",
     "degrees_of_freedom",
     "ridge_reconstruction_error",

@@ -6,11 +6,24 @@ the best s-term approximation bound; Diao et al. (2023, arXiv:2302.05601) for th
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
 
-from .._validation import as_tensor, check_positive
+from .._validation import as_tensor, check_fraction, check_positive
 
-__all__ = ["lq_norm", "lq_index", "pq_index", "lq_tail_scores", "lq_adaptive_mask", "best_s_term_error"]
+__all__ = [
+    "lq_norm",
+    "lq_index",
+    "pq_index",
+    "lq_tail_scores",
+    "lq_adaptive_mask",
+    "best_s_term_error",
+    "LqBoundCheck",
+    "lq_bound_check",
+]
 
 
 def _rows(w: torch.Tensor, dim: int | None) -> torch.Tensor:
@@ -174,3 +187,123 @@ def lq_adaptive_mask(
     eps = check_positive(epsilon, "epsilon", allow_inf=True)
     sc = lq_tail_scores(w, q=q, keep_fraction=keep_fraction)
     return (sc > eps).to(w.dtype)
+
+
+@dataclass
+class LqBoundCheck:
+    """Outcome of :func:`lq_bound_check`: the two sides of the per-neuron l_q bound, and whether it held.
+
+    Truthy exactly when it holds (like :class:`latentkit.theory.Check`).
+
+    Attributes
+    ----------
+    name : str
+        The claim, in words.
+    lhs : Tensor (out,)
+        Achieved per-neuron error :math:`e_j = \\|w_j - m_j \\odot w_j\\|_2` (float64).
+    rhs : Tensor (out,)
+        Per-neuron bound :math:`s_j^{1/2-1/q}\\|w_j\\|_q` at the achieved count :math:`s_j` of kept
+        weights (``inf`` where :math:`s_j = 0`: the bound says nothing there).
+    relation : str
+        ``"<="``.
+    holds : bool
+        ``lhs <= rhs`` (relative tolerance ``details["rtol"]``) for every neuron and, when
+        ``epsilon`` was given, ``lhs <= details["budget"]`` too.
+    details : dict
+        ``kept`` (s_j), ``budget`` (:math:`\\epsilon s_0^{1/2-1/q}\\|w_j\\|_q`, or None),
+        ``within_bound`` / ``within_budget`` (per-neuron booleans), ``worst_ratio``
+        (:math:`\\max_j e_j / \\text{rhs}_j`), ``worst_budget_ratio``
+        (the same against the budget), ``q``, ``keep_fraction``, ``epsilon``, ``rtol``.
+    """
+
+    name: str
+    lhs: torch.Tensor
+    rhs: torch.Tensor
+    relation: str
+    holds: bool
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.holds)
+
+    def __str__(self) -> str:
+        verdict = "holds" if self.holds else "FAILS"
+        worst = self.details["worst_ratio"]
+        return f"{self.name}: max_j e_j / bound_j = {worst:.4g} ({verdict})"
+
+
+def lq_bound_check(
+    weight: torch.Tensor,
+    mask: torch.Tensor,
+    q: float = 0.5,
+    *,
+    epsilon: float | None = None,
+    keep_fraction: float = 0.5,
+    rtol: float = 1e-9,
+) -> LqBoundCheck:
+    r"""Check that a pruned layer's per-neuron error respects the l_q bound behind the adaptive rule.
+
+    For each neuron j (row of ``weight.reshape(out, -1)``) with :math:`s_j` kept weights, the best
+    s-term error obeys Stechkin's bound :math:`\|w_j - H_{s}(w_j)\|_2 \le s^{1/2-1/q}\|w_j\|_q`
+    (:math:`0 < q < 2`; Foucart & Rauhut, Prop. 2.3), so a mask that keeps each neuron's largest
+    weights must give :math:`e_j = \|w_j - m_j \odot w_j\|_2 \le s_j^{1/2-1/q}\|w_j\|_q`. With
+    ``epsilon`` (the budget multiplier of :func:`lq_adaptive_mask`, e.g. ``info["epsilon"]`` of
+    :func:`~latentkit.pruning.prune`) it also checks the rule's own budget
+    :math:`e_j \le \epsilon\, s_0^{1/2-1/q}\|w_j\|_q`, :math:`s_0 = \max(1, \mathrm{round}(
+    \text{keep\_fraction}\cdot d))`.
+
+    Parameters
+    ----------
+    weight : Tensor (out, ...)
+        Dense weight (``weight_orig`` of a pruned layer).
+    mask : Tensor, shape of ``weight``
+        Keep mask (nonzero = kept).
+    q : float in (0, 1)
+    epsilon : float > 0, optional
+    keep_fraction : float in [0, 1]
+        The nominal kept fraction the rule used (``1 - amount`` for :func:`prune`).
+    rtol : float >= 0
+        Relative tolerance of the comparisons (round-off).
+
+    Returns
+    -------
+    LqBoundCheck
+    """
+    w = as_tensor(weight, "weight", min_dim=1)
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a torch.Tensor; got {type(mask).__name__}")
+    if tuple(mask.shape) != tuple(w.shape):
+        raise ValueError(f"mask shape {tuple(mask.shape)} differs from weight shape {tuple(w.shape)}")
+    q = check_positive(q, "q")
+    if not q < 1:
+        raise ValueError(f"q must lie in (0, 1); got {q}")
+    keep_fraction = check_fraction(keep_fraction, "keep_fraction")
+    a = _rows(w, 0).abs()
+    kept = (mask.reshape(a.shape) != 0).to(a.device)
+    err = torch.sqrt((a * a * (~kept)).sum(dim=1))
+    s = kept.sum(dim=1).to(torch.float64)
+    lq = _lq_rows(a, q)
+    bound = torch.where(s > 0, s.clamp_min(1) ** (0.5 - 1.0 / q) * lq, torch.full_like(lq, math.inf))
+    within_bound = err <= bound * (1 + rtol)
+    budget, worst_budget = None, None
+    within_budget = torch.ones_like(within_bound)
+    if epsilon is not None:
+        eps = check_positive(epsilon, "epsilon", allow_inf=True)
+        budget = eps * _budget_base(a, q, keep_fraction)
+        within_budget = err <= budget * (1 + rtol) + 1e-300
+        pos = budget > 0
+        worst_budget = float(
+            torch.where(pos, err / torch.where(pos, budget, torch.ones_like(budget)), 0 * err).max()
+        )
+    finite = torch.isfinite(bound) & (bound > 0)
+    ratio = torch.where(
+        finite, err / torch.where(finite, bound, torch.ones_like(bound)), torch.zeros_like(err)
+    )
+    details = {
+        "kept": s.to(torch.int64), "budget": budget, "within_bound": within_bound,
+        "within_budget": within_budget, "worst_ratio": float(ratio.max().item()), "q": q,
+        "keep_fraction": keep_fraction, "epsilon": epsilon, "rtol": rtol, "worst_budget_ratio": worst_budget,
+    }  # fmt: skip
+    holds = bool(within_bound.all()) and bool(within_budget.all())
+    name = "per-neuron error <= s_j^(1/2-1/q) ||w_j||_q" + (" and <= epsilon * budget" if epsilon else "")
+    return LqBoundCheck(name, err, bound, "<=", holds, details)
