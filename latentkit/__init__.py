@@ -8,10 +8,10 @@ patterns     AP2 / AP3 of a layer pair and per-layer tables
 theory       numerical checks of the lemmas and bounds, each returning both sides
 pruning      masks for any nn.Module, on the weights' own device, torch.nn.utils.prune compatible
 zoo          AlexNet / VGG16 / ResNet50 for CIFAR10/100 and the offline stand-in data
-experiments  the paper's protocol as a resumable, cached grid
+grid         the paper's protocol as a resumable, cached grid (config, cache, engines, plan)
 claims       the paper's claims 2-7 as verdict tables
 plots        the book's figures
-cli          python -m latentkit run CONFIG | report DIR
+cli          python -m latentkit run CONFIG | report DIR | plan CONFIG
 book         the chapters' scale switch (LATENTKIT_SCALE, LATENTKIT_RESULTS)
 """
 __version__ = "0.1.0"

@@ -1,85 +1,173 @@
 """Command line: run a grid from a config file, and write its report.
 
-``python -m latentkit run CONFIG [--out DIR] [--engine cached|exact] [--quiet]``
-    Runs (or resumes) :func:`latentkit.experiments.run_grid` with a tqdm progress bar, then prints
+``python -m latentkit run CONFIG [--out DIR] [--engine cached|exact] [--threads N] [--quiet]``
+    Runs (or resumes) :func:`latentkit.grid.run_grid` with a tqdm progress bar, then prints
     a summary: trial means at the last epoch and the Spearman/Kendall correlations (with
     bootstrap confidence intervals) between each AP measure and PD_test across the grid's cells.
+    ``CONFIG`` is a YAML/JSON file or the name of a shipped config (``quick``, ``paper``).
 ``python -m latentkit report DIR [--n-boot N]``
     Reads ``DIR/results.csv`` (and ``DIR/dense.csv``) and writes ``DIR/report/``: ``summary.csv``,
     ``correlations.csv`` (levels cells / epochs / within), ``claims.csv`` (the paper's claims as
-    verdicts), ``summary.txt`` and the book's figures (``curves_<network>_<dataset>.png``: AP and
-    PD over the fine-tuning epochs; ``dense_curves_<network>.png``).
+    verdicts), ``summary.txt`` and the book's figures.
+``python -m latentkit plan CONFIG [--tflops T] [--loader-images-per-worker R]``
+    Prints what the grid costs before it runs (:func:`latentkit.grid.plan_grid`): cells, result
+    rows, GPU-hours per network and phase at the stated throughput, and the disk the dense cache takes.
+
+Every user error (a config that does not exist or does not parse, an unknown key, a bad value,
+``--out`` naming a file, ``--threads`` < 1) exits with status 2 and one line naming the problem.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, NoReturn
 
 import pandas as pd
 
+from . import stats
+
 __all__ = ["main", "write_report"]
+
+
+class UsageError(Exception):
+    """A user error of the command line: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` whose errors are one line (``latentkit: error: ...``) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
 
 
 def _fmt(df: pd.DataFrame) -> str:
     return df.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
+def _threads(text: str) -> int:
+    """``--threads``: an integer >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads must be an integer >= 1; got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be an integer >= 1; got {n}")
+    return n
+
+
+def _positive(text: str) -> float:
+    """A number > 0 (``--tflops``, ``--loader-images-per-worker``)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {text!r}")
+    return v
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # the training pipeline (torch) is loaded only by the commands that train
 
-    from .experiments import correlations, load_config, run_grid, summarize
+    from .grid import default_out, load_config, run_grid
 
-    overrides = {}
-    if args.engine:
-        overrides["engine"] = args.engine
+    overrides = {"engine": args.engine} if args.engine else {}
     config = load_config(args.config, **overrides)
+    out = Path(args.out) if args.out else default_out(config)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is an existing file, not a folder")
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out) if args.out else Path("results") / config.name
     t0 = time.perf_counter()
     df = run_grid(config, out, progress=not args.quiet, verbose=not args.quiet)
     elapsed = time.perf_counter() - t0
-    print(f"\n{len(df)} rows ({df.groupby(['network', 'dataset', 'method', 'sparsity', 'trial']).ngroups} cells) "
-          f"in {elapsed:.1f} s -> {out / 'results.csv'}")
+    n_cells = df.groupby(["network", "dataset", "method", "sparsity", "trial"]).ngroups
+    print(f"\n{len(df)} rows ({n_cells} cells) in {elapsed:.1f} s -> {out / 'results.csv'}")
     print("\nLast epoch, trial means (accuracy in %, PD in percentage points):")
-    print(_fmt(summarize(df)))
-    corr = correlations(df, level="cells", n_boot=200)
-    cols = ["network", "dataset", "measure", "n", "spearman", "spearman_low", "spearman_high",
-            "kendall", "kendall_low", "kendall_high"]
+    print(_fmt(stats.summarize(df)))
+    corr = stats.correlations(df, level="cells", n_boot=200)
+    cols = [
+        "network",
+        "dataset",
+        "measure",
+        "n",
+        "spearman",
+        "spearman_low",
+        "spearman_high",
+        "kendall",
+        "kendall_low",
+        "kendall_high",
+    ]
     print("\nCorrelation with PD_test across the grid's cells (last epoch, 95% bootstrap CI):")
     print(_fmt(corr[cols]))
     return 0
 
 
-def write_report(out_dir: "str | Path", n_boot: int = 1000) -> List[Path]:
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .grid import config_costs, disk_table, grid_size, load_config, plan_grid
+
+    config = load_config(args.config)
+    size = grid_size(config)
+    costs = config_costs(config)
+    est = plan_grid(
+        config, tflops=args.tflops, loader_images_per_worker=args.loader_images_per_worker, costs=costs
+    )
+    disk = disk_table(config, costs)
+    print(
+        f"grid {config.name!r} (preset {config.preset}): {size['dense trainings (groups)']} dense trainings, "
+        f"{size['cells']} cells, {size['result rows (cells x epochs 0..T)']} result rows"
+    )
+    loader = args.loader_images_per_worker * max(config.num_workers, 1)
+    print(
+        f"\nEstimated GPU-hours at {args.tflops:g} TFLOP/s and {loader:,.0f} images/s "
+        f"(engine of the config: {config.engine}):"
+    )
+    print(est.to_string(float_format=lambda v: f"{v:.4g}"))
+    hours = est.loc["all", f"total, {config.engine} engine"]
+    print(
+        f"\nwhole grid with the {config.engine} engine: {hours:.3g} GPU-hours "
+        f"({hours / 24:.2g} days on one GPU)"
+    )
+    print(f"\nDisk: dense-network cache {disk['cache (GB)'].sum():.3g} GB")
+    print(disk.to_string(float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def write_report(out_dir: str | Path, n_boot: int = 1000) -> list[Path]:
     """Write tables and figures of a finished grid in ``out_dir/report``; return the files written.
 
     The figures are the book's own (:mod:`latentkit.plots`) and the verdicts those of
-    :func:`latentkit.claims.paper_claims`, so a report and a chapter show the same thing. The
-    matplotlib backend is left alone (headless shells pick a non-interactive one themselves).
+    :func:`latentkit.claims.paper_claims`, so a report and a chapter show the same thing.
     """
     import matplotlib.pyplot as plt
 
     from . import plots
     from .claims import paper_claims
-    from .experiments import correlations, summarize
 
     out_dir = Path(out_dir)
     path = out_dir / "results.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `python -m latentkit run CONFIG --out {out_dir}` first")
+        raise FileNotFoundError(
+            f"{path} not found: run `python -m latentkit run CONFIG --out {out_dir}` first"
+        )
     df = pd.read_csv(path)
     rep = out_dir / "report"
     rep.mkdir(parents=True, exist_ok=True)
-    written: List[Path] = []
-    summary = summarize(df)
+    written: list[Path] = []
+    summary = stats.summarize(df)
     summary.to_csv(rep / "summary.csv", index=False)
     written.append(rep / "summary.csv")
-    corr = pd.concat([correlations(df, level=lv, n_boot=n_boot, targets=("pd_test", "pd_train"))
-                      for lv in ("cells", "epochs", "within")], ignore_index=True)
+    corr = pd.concat(
+        [
+            stats.correlations(df, level=lv, n_boot=n_boot, targets=("pd_test", "pd_train"))
+            for lv in ("cells", "epochs", "within")
+        ],
+        ignore_index=True,
+    )
     corr.to_csv(rep / "correlations.csv", index=False)
     written.append(rep / "correlations.csv")
     verdicts = paper_claims(df, n_boot=n_boot)
@@ -92,15 +180,18 @@ def write_report(out_dir: "str | Path", n_boot: int = 1000) -> List[Path]:
         f.write("\nThe paper's claims (latentkit.claims.paper_claims)\n")
         f.write(_fmt(verdicts[["claim", "measure", "passed", "tests", "verdict"]]) + "\n")
     written.append(rep / "summary.txt")
-
     scale = str(df["scale"].iloc[0]) if "scale" in df.columns else None
-    figures = [(f"curves_{net}_{ds}.png", lambda net=net, ds=ds: plots.ap_pd_curves(df, net, ds, scale=scale))
-               for net, ds in df.groupby(["network", "dataset"], sort=False).groups]
+    figures = [
+        (f"curves_{net}_{ds}.png", lambda net=net, ds=ds: plots.ap_pd_curves(df, net, ds, scale=scale))
+        for net, ds in df.groupby(["network", "dataset"], sort=False).groups
+    ]
     dense_path = out_dir / "dense.csv"
     if dense_path.is_file():
         dense = pd.read_csv(dense_path)
-        figures += [(f"dense_curves_{net}.png", lambda net=net: plots.dense_curves(dense, net, scale=scale))
-                    for net in dict.fromkeys(dense["network"])]
+        figures += [
+            (f"dense_curves_{net}.png", lambda net=net: plots.dense_curves(dense, net, scale=scale))
+            for net in dict.fromkeys(dense["network"])
+        ]
     for name, draw in figures:
         fig = draw()
         fig.savefig(rep / name, dpi=100)
@@ -110,30 +201,57 @@ def write_report(out_dir: "str | Path", n_boot: int = 1000) -> List[Path]:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    files = write_report(args.dir, n_boot=args.n_boot)
-    for f in files:
+    for f in write_report(args.dir, n_boot=args.n_boot):
         print(f)
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``python -m latentkit`` / the ``latentkit`` script."""
-    parser = argparse.ArgumentParser(prog="latentkit", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="latentkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run or resume a grid from a YAML/JSON config")
     run.add_argument("config")
     run.add_argument("--out", default=None, help="output folder (default results/<config name>)")
-    run.add_argument("--engine", choices=["cached", "exact"], default=None, help="override the config's engine")
-    run.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    run.add_argument(
+        "--engine", choices=["cached", "exact"], default=None, help="override the config's engine"
+    )
+    run.add_argument("--threads", type=_threads, default=None, help="torch.set_num_threads")
     run.add_argument("--quiet", action="store_true", help="no progress bar or training log")
     run.set_defaults(func=_cmd_run)
     rep = sub.add_parser("report", help="write tables and figures of a finished grid")
     rep.add_argument("dir")
     rep.add_argument("--n-boot", type=int, default=1000)
     rep.set_defaults(func=_cmd_report)
-    args = parser.parse_args(argv)
+    plan = sub.add_parser("plan", help="print a grid's size, estimated GPU-hours and disk")
+    plan.add_argument("config")
+    plan.add_argument(
+        "--tflops",
+        type=_positive,
+        default=25.0,
+        help="sustained GPU throughput in TFLOP/s (default 25, an A100-class GPU)",
+    )
+    plan.add_argument(
+        "--loader-images-per-worker",
+        type=_positive,
+        default=1000.0,
+        help="images/s one DataLoader worker delivers (default 1000)",
+    )
+    plan.set_defaults(func=_cmd_plan)
+    return parser
+
+
+def _error(message: Any) -> int:
+    print(f"latentkit: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m latentkit`` / the ``latentkit`` script; returns the exit status."""
+    parser = _parser()
     try:
+        args = parser.parse_args(argv)
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"latentkit: error: {exc}", file=sys.stderr)
-        return 2
+    except UsageError as exc:
+        return _error(exc)
+    except (ValueError, TypeError, OSError) as exc:
+        return _error(exc)

@@ -214,7 +214,7 @@ def test_correlation_forest_epoch_levels():
 
 
 def test_config_table():
-    from latentkit.experiments import ExperimentConfig
+    from latentkit.grid import ExperimentConfig
 
     cfg = ExperimentConfig(networks=["vgg16"], max_train_samples=500)
     t = plots.config_table(cfg)

@@ -1,32 +1,62 @@
-"""Tests for the additive extensions of latentkit.experiments used by the fine-tuning chapter.
+"""Tests for the additive extensions of latentkit.grid used by the fine-tuning chapter.
 
 ``extra_measures``, ``random_mask_seed``, ``layers="all"`` (exact engine), ``run_grid(dense_dir=)``
 and :func:`reference_rescale`. Every extension must leave the cache keys of configs that do not
 use it unchanged (the book's stored results depend on them). Values are checked against direct
 computations (torch / numpy), on a tiny grid of the digits stand-in.
 """
+
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from latentkit import experiments as E
-from latentkit.experiments import ExperimentConfig, reference_rescale, run_grid
+from latentkit import grid as E
+from latentkit import zoo
+from latentkit.grid import ExperimentConfig, config_path, make_plan, run_grid
+from latentkit.grid import engines as engines_mod
+from latentkit.grid import training as training_mod
+from latentkit.grid.data import dataset_views
+from latentkit.grid.engines import prune_copy
+from latentkit.grid.keys import cell_key, cell_key_base, cell_seed
+from latentkit.grid.training import dense_model, features
 from latentkit.pruning import degrees_of_freedom, lq_index, pq_index
 
 torch.set_num_threads(1)
 
 TINY = dict(
-    name="tiny_ext", networks=["alexnet"], datasets=["standin10"], methods=["lowest", "random"],
-    sparsities=[0.3, 0.8], trials=2, dense_epochs=1, finetune_epochs=2, max_train_samples=160,
-    max_test_samples=80, device="cpu", dense_lr=0.005, finetune_lr=0.05,
+    name="tiny_ext",
+    networks=["alexnet"],
+    datasets=["standin10"],
+    methods=["lowest", "random"],
+    sparsities=[0.3, 0.8],
+    trials=2,
+    dense_epochs=1,
+    finetune_epochs=2,
+    max_train_samples=160,
+    max_test_samples=80,
+    device="cpu",
+    dense_lr=0.005,
+    finetune_lr=0.05,
 )
 
 
 def tiny(**kw) -> ExperimentConfig:
     return ExperimentConfig.from_dict({**TINY, **kw})
+
+
+# the keys and seeds are functions of a group's plan (latentkit.grid.plan.GroupPlan)
+def _cell_key(cfg, network, dataset, method, sparsity, trial):
+    return cell_key(make_plan(cfg, network, dataset, trial, "cpu"), method, sparsity)
+
+
+def _cell_key_base(cfg, network, dataset, method, sparsity, trial):
+    return cell_key_base(make_plan(cfg, network, dataset, trial, "cpu"), method, sparsity)
+
+
+def _cell_seed(cfg, network, dataset, method, sparsity, trial):
+    return cell_seed(make_plan(cfg, network, dataset, trial, "cpu"), method, sparsity)
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +69,17 @@ def base_run(tmp_path_factory):
 def test_defaults_leave_hashes_unchanged():
     cfg = tiny()
     for trial in range(2):
-        key = E._cell_key(cfg, "alexnet", "standin10", "random", 0.3, trial)
-        assert key == E._cell_key_base(cfg, "alexnet", "standin10", "random", 0.3, trial)
+        key = _cell_key(cfg, "alexnet", "standin10", "random", 0.3, trial)
+        assert key == _cell_key_base(cfg, "alexnet", "standin10", "random", 0.3, trial)
         assert "extra_measures" not in key and "random_mask_seed" not in key
     # a pinned hash of the quick config's first cell (computed before the extensions existed)
-    q = E.load_config("configs/quick.yaml")
-    base = E.config_hash(E._cell_key_base(q, "alexnet", "standin10", "lowest", 0.1, 0))
-    assert E.config_hash(E._cell_key(q, "alexnet", "standin10", "lowest", 0.1, 0)) == base
+    q = E.load_config(config_path("quick"))
+    base = E.config_hash(_cell_key_base(q, "alexnet", "standin10", "lowest", 0.1, 0))
+    assert E.config_hash(_cell_key(q, "alexnet", "standin10", "lowest", 0.1, 0)) == base
     # non-default values do change the key
-    k1 = E._cell_key(tiny(extra_measures=["lq"]), "alexnet", "standin10", "random", 0.3, 0)
-    k2 = E._cell_key(tiny(random_mask_seed=3), "alexnet", "standin10", "random", 0.3, 0)
-    assert E.config_hash(k1) != E.config_hash(E._cell_key(cfg, "alexnet", "standin10", "random", 0.3, 0))
+    k1 = _cell_key(tiny(extra_measures=["lq"]), "alexnet", "standin10", "random", 0.3, 0)
+    k2 = _cell_key(tiny(random_mask_seed=3), "alexnet", "standin10", "random", 0.3, 0)
+    assert E.config_hash(k1) != E.config_hash(_cell_key(cfg, "alexnet", "standin10", "random", 0.3, 0))
     assert k1["extra_measures"] == ["lq"] and k2["random_mask_seed"] == 3
 
 
@@ -62,15 +92,16 @@ def test_extra_measures_match_direct_computation(base_run, tmp_path):
     same = [c for c in df0.columns if c not in E.TIMING_COLUMNS]
     pd.testing.assert_frame_equal(df[same], df0[same])
     # recompute from the dense model and the pruned weights at epoch 0 (pruned = w * mask)
-    views = E._datasets(cfg, "standin10")
+    plan = make_plan(cfg, "alexnet", "standin10", 0, torch.device("cpu"))
+    views = dataset_views(plan)
     store = E.CacheStore(tmp_path / "cache")
-    dense, _ = E._dense_model(cfg, store, "alexnet", "standin10", 0, views, torch.device("cpu"))
-    _, layer = E.benchmarks.classifier_layer(dense)
+    dense, _ = dense_model(plan, store, views)
+    _, layer = zoo.classifier_layer(dense)
     W = layer.weight.detach().double()
-    X = E._features(dense, views["train_eval"], cfg, torch.device("cpu")).double()
+    X = features(dense, views["train_eval"], plan).double()
     for method, s in (("lowest", 0.3), ("random", 0.8)):
-        seed = E._cell_seed(cfg, "alexnet", "standin10", method, s, 0)
-        _, lname, res = E._prune_copy(dense, method, s, seed, whole=False)
+        seed = _cell_seed(cfg, "alexnet", "standin10", method, s, 0)
+        _, lname, res = prune_copy(dense, method, s, seed, whole=False)
         Wp = (W * res.masks[lname].double()).float().double()
         row = df[(df.method == method) & (df.sparsity == s) & (df.trial == 0) & (df.epoch == 0)].iloc[0]
         assert row["lq_index"] == pytest.approx(float(lq_index(Wp, q=0.5)), rel=1e-9)
@@ -89,8 +120,8 @@ def test_extra_measures_match_direct_computation(base_run, tmp_path):
 def test_fixed_random_mask_is_identical_across_trials():
     per_trial = tiny()
     fixed = tiny(random_mask_seed=7)
-    s_fixed = {E._cell_seed(fixed, "alexnet", "standin10", "random", 0.3, t) for t in range(3)}
-    s_trial = {E._cell_seed(per_trial, "alexnet", "standin10", "random", 0.3, t) for t in range(3)}
+    s_fixed = {_cell_seed(fixed, "alexnet", "standin10", "random", 0.3, t) for t in range(3)}
+    s_trial = {_cell_seed(per_trial, "alexnet", "standin10", "random", 0.3, t) for t in range(3)}
     assert len(s_fixed) == 1 and len(s_trial) == 3
     # the masks themselves, on two different dense layers (trials train different networks)
     from latentkit.pruning import prune
@@ -101,7 +132,7 @@ def test_fixed_random_mask_is_identical_across_trials():
         lay = torch.nn.Sequential(torch.nn.Linear(50, 10))
         with torch.no_grad():
             lay[0].weight.copy_(torch.randn(10, 50, generator=g))
-        seed = E._cell_seed(fixed, "alexnet", "standin10", "random", 0.3, trial)
+        seed = _cell_seed(fixed, "alexnet", "standin10", "random", 0.3, trial)
         masks.append(prune(lay, "random", 0.3, seed=seed).masks["0"])
     assert torch.equal(masks[0], masks[1])
 
@@ -112,39 +143,21 @@ def test_fixed_random_mask_in_grid(base_run, tmp_path):
     assert set(df.trial) == {0, 1} and (df["mask_sparsity"] > 0.79).all()
 
 
-# ----------------------------------------------------------------------------- reference rescale
-def test_reference_rescale():
-    df = pd.DataFrame({"network": "a", "dataset": "d", "method": ["m1"] * 3 + ["m2"] * 3, "trial": 0,
-                       "ap2": [1.0, 2.0, 4.0, 10.0, 20.0, 40.0]})
-    out = reference_rescale(df)
-    np.testing.assert_allclose(out["ap2_ref"], [0.95, 1.9, 3.8, 0.95, 1.9, 3.8])
-    assert "ap2_ref" not in df.columns  # a copy
-    np.testing.assert_array_equal(out["ap2"], df["ap2"])
-    one = reference_rescale(df, target=1.0, by=[])
-    assert one["ap2_ref"].max() == pytest.approx(1.0) and one["ap2_ref"].iloc[0] == pytest.approx(1 / 40)
-    with pytest.raises(ValueError, match="column 'nope' not in the table"):
-        reference_rescale(df, column="nope")
-    with pytest.raises(ValueError, match="target must be"):
-        reference_rescale(df, target=0.0)
-    with pytest.raises(ValueError, match="max\\(ap2\\) <= 0"):
-        reference_rescale(df.assign(ap2=0.0))
-    with pytest.raises(TypeError, match="DataFrame"):
-        reference_rescale(df.to_dict())
-
-
 # ----------------------------------------------------------------------------- layers = all
 def test_layers_all_keeps_pruned_weights_zero(base_run, tmp_path, monkeypatch):
     out0, _ = base_run
-    cfg = tiny(layers="all", engine="exact", methods=["lowest"], sparsities=[0.5], trials=1, finetune_epochs=1)
+    cfg = tiny(
+        layers="all", engine="exact", methods=["lowest"], sparsities=[0.5], trials=1, finetune_epochs=1
+    )
     seen = {}
-    real = E._prune_copy
+    real = prune_copy
 
     def spy(*a, **k):
         model, name, res = real(*a, **k)
         seen["model"], seen["res"] = model, res
         return model, name, res
 
-    monkeypatch.setattr(E, "_prune_copy", spy)
+    monkeypatch.setattr(engines_mod, "prune_copy", spy)
     df = run_grid(cfg, tmp_path, dense_dir=out0)
     assert len(df) == 2 and "ap2_all" in df.columns
     model, res = seen["model"], seen["res"]
@@ -160,18 +173,23 @@ def test_layers_all_keeps_pruned_weights_zero(base_run, tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- bad values
-@pytest.mark.parametrize("changes, match", [
-    (dict(extra_measures=["lq", "foo"]), "unknown extra measure 'foo'"),
-    (dict(extra_measures="lq"), "extra_measures must be a list"),
-    (dict(extra_measures=["lq", "lq"]), "extra_measures has duplicates"),
-    (dict(random_mask_seed="fixed"), "random_mask_seed must be 'per_trial' or a non-negative int"),
-    (dict(random_mask_seed=-1), "random_mask_seed must be >= 0"),
-    (dict(random_mask_seed=True), "random_mask_seed must be"),
-    (dict(layers="first"), "layers='first'"),
-    (dict(layers="all"), "needs engine='exact'"),
-])
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        (dict(extra_measures=["lq", "foo"]), "unknown extra measure 'foo'"),
+        (dict(extra_measures="lq"), "extra_measures must be a list"),
+        (dict(extra_measures=["lq", "lq"]), "extra_measures has duplicates"),
+        (dict(random_mask_seed="fixed"), "random_mask_seed must be 'per_trial' or a non-negative int"),
+        (dict(random_mask_seed=-1), "random_mask_seed must be >= 0"),
+        (dict(random_mask_seed=True), "random_mask_seed must be"),
+        (dict(layers="first"), "layers='first'"),
+        (dict(layers="all"), "needs engine='exact'"),
+    ],
+)
 def test_bad_values_fail_before_training(changes, match, tmp_path, monkeypatch):
-    monkeypatch.setattr(E, "train_dense", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    monkeypatch.setattr(
+        training_mod, "train_dense", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained"))
+    )
     with pytest.raises(ValueError, match=match):
         run_grid(tiny(**changes), tmp_path)
     assert not (tmp_path / "cache").exists()

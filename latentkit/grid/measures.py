@@ -1,0 +1,232 @@
+r"""What a cell measures on its pruned last layer: AP2, every AP3 of the config, the extra measures.
+
+An AP3 entry of a config (``{name: ..., family: ..., covariance: ..., fit: laplace, damping: ...}``)
+is parsed by ONE parser, :func:`parse_ap3_spec`, used both by the config's validation and by the
+measurement, so a key that one accepts the other cannot silently drop.
+
+Per epoch ``t`` the cell records
+
+* ``ap2`` = :math:`\lVert w - \tilde w_t \rVert_2^2` (:func:`latentkit.patterns.ap2`),
+* ``ap3_<name>`` = :math:`\mathrm{KL}(P(w) \Vert P(\tilde w_t))` (:func:`latentkit.patterns.ap3`),
+* the :data:`EXTRA_MEASURES` the config asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..latent import fit_laplace_linear
+from ..options import FAMILIES, FITS
+from ..patterns import ap2, ap3
+from ..pruning import degrees_of_freedom, lq_index, pq_index
+
+__all__ = [
+    "AP3_KEYS",
+    "AP3Spec",
+    "APMeasure",
+    "EXTRA_MEASURES",
+    "dry_run_ap3",
+    "extra_measures",
+    "parse_ap3",
+    "parse_ap3_spec",
+]
+
+#: Optional per-epoch measures of the pruned last layer (config field ``extra_measures``), name -> column.
+#: ``lq``: :func:`latentkit.pruning.lq_index` (q = 0.5) of the pruned weights; ``pq``:
+#: :func:`latentkit.pruning.pq_index` (p = 1, q = 2); ``logit_change``: :math:`\mathrm{tr}(D S D^\top)` with
+#: :math:`D = W - \tilde W_t` and :math:`S = \frac1n\sum_i x_i x_i^\top` the uncentred second moment of the
+#: dense network's penultimate training features (= mean squared change of the logits, bias aside);
+#: ``dof_change``: :math:`|N(W S W^\top) - N(\tilde W_t S \tilde W_t^\top)|` with
+#: :func:`latentkit.pruning.degrees_of_freedom` at :math:`\lambda = \mathrm{tr}(W S W^\top) / C`.
+EXTRA_MEASURES: dict[str, str] = {
+    "lq": "lq_index",
+    "pq": "pq_index",
+    "logit_change": "logit_change",
+    "dof_change": "dof_change",
+}
+
+#: Keys an AP3 entry may hold: its name, the fit, and the keyword arguments of
+#: :func:`latentkit.latent.latent_space` that a YAML file can express.
+AP3_KEYS = (
+    "name",
+    "family",
+    "covariance",
+    "projection",
+    "num_chunks",
+    "scale",
+    "df",
+    "jitter",
+    "fit",
+    "damping",
+)
+_DEFAULT_DAMPING = 1e-3
+
+
+@dataclass(frozen=True)
+class AP3Spec:
+    """One parsed AP3 entry: column ``ap3_<name>``, the Laplace fit (if any) and the law's keywords."""
+
+    name: str
+    fit: str | None = None
+    damping: float | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def column(self) -> str:
+        return f"ap3_{self.name}"
+
+
+def parse_ap3_spec(spec: Any) -> AP3Spec:
+    """Parse one AP3 entry of a config; every rule names the entry and the key.
+
+    Rules: a mapping with an identifier ``name`` (it becomes the column ``ap3_<name>``); only keys of
+    :data:`AP3_KEYS`; ``family`` from :data:`latentkit.options.FAMILIES`; ``fit`` absent or from
+    :data:`latentkit.options.FITS`; ``damping`` (> 0, default 1e-3) only together with ``fit: laplace``.
+
+    Raises
+    ------
+    ValueError
+        For a rule broken (the message says which entry and which key).
+    """
+    if not isinstance(spec, Mapping) or "name" not in spec:
+        raise ValueError(f"each ap3 entry must be a mapping with a 'name'; got {spec!r}")
+    name = spec["name"]
+    if not str(name).isidentifier():
+        raise ValueError(f"ap3 name {name!r} must be an identifier (it becomes column ap3_<name>)")
+    unknown = [k for k in spec if k not in AP3_KEYS]
+    if unknown:
+        raise ValueError(
+            f"ap3 latent {name!r} is invalid: unknown key(s) {unknown}; allowed keys: {list(AP3_KEYS)}"
+        )
+    fit = spec.get("fit")
+    if fit is not None and fit not in FITS:
+        raise ValueError(f"ap3 {name!r}: fit must be 'laplace' or absent; got {fit!r}")
+    family = spec.get("family", "gaussian")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown ap3 family {family!r}; expected one of {list(FAMILIES)}")
+    damping = None
+    if "damping" in spec:
+        if fit != "laplace":
+            raise ValueError(
+                f"ap3 latent {name!r} is invalid: key 'damping' needs fit: laplace "
+                f"(without a fit there is nothing to damp)"
+            )
+        damping = spec["damping"]
+        if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not damping > 0:
+            raise ValueError(f"ap3 latent {name!r} is invalid: damping must be a number > 0; got {damping!r}")
+    if fit == "laplace":
+        damping = float(_DEFAULT_DAMPING if damping is None else damping)
+    kwargs = {k: v for k, v in spec.items() if k not in ("name", "fit", "damping")}
+    return AP3Spec(name=str(name), fit=fit, damping=damping, kwargs=kwargs)
+
+
+def parse_ap3(specs: Any) -> tuple[AP3Spec, ...]:
+    """Parse the ``ap3`` list of a config (:func:`parse_ap3_spec` each; names unique)."""
+    if isinstance(specs, (str, Mapping)) or not isinstance(specs, Sequence):
+        raise ValueError(f"ap3 must be a list of mappings; got {specs!r}")
+    parsed = tuple(parse_ap3_spec(s) for s in specs)
+    names = [p.name for p in parsed]
+    if len(set(names)) != len(names):
+        raise ValueError(f"ap3 names must be unique; got {names}")
+    return parsed
+
+
+def dry_run_ap3(specs: Sequence[AP3Spec]) -> None:
+    """Evaluate every AP3 latent once on a small random layer, so that a bad option fails now."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(4, 250, generator=g, dtype=torch.float64)
+    fit = None
+    for spec in specs:
+        kw = dict(spec.kwargs)
+        try:
+            if spec.fit == "laplace":
+                if fit is None:
+                    x = torch.randn(300, 250, generator=g, dtype=torch.float64)
+                    fit = fit_laplace_linear(x, x @ w.T, bias=False, damping=spec.damping)
+                kw["fit"] = fit
+            ap3(w, w * 0.5, **kw)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"ap3 latent {spec.name!r} is invalid: {exc}") from exc
+
+
+class APMeasure:
+    r"""AP2, every AP3 and the extra measures between the dense last layer and a pruned/fine-tuned one.
+
+    Parameters
+    ----------
+    specs : sequence of AP3Spec
+        From :func:`parse_ap3`; the Laplace fits are computed once per damping from ``feats``/``logits``.
+    extra : sequence of str
+        Names of :data:`EXTRA_MEASURES`.
+    w_dense : Tensor (C, F)
+        Dense last-layer weights.
+    feats, logits : Tensor (N, F), (N, C)
+        The dense network's penultimate training features and its logits on them.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[AP3Spec],
+        extra: Sequence[str],
+        w_dense: torch.Tensor,
+        feats: torch.Tensor,
+        logits: torch.Tensor,
+    ) -> None:
+        self.w_dense = w_dense.detach()
+        self.specs: list[tuple[str, dict[str, Any]]] = []
+        fits: dict[float, Any] = {}
+        for spec in specs:
+            kw = dict(spec.kwargs)
+            if spec.fit == "laplace":
+                if spec.damping not in fits:
+                    fits[spec.damping] = fit_laplace_linear(feats, logits, bias=False, damping=spec.damping)
+                kw["fit"] = fits[spec.damping]
+            self.specs.append((spec.column, kw))
+        self.extra = list(extra)
+        self.S: torch.Tensor | None = None
+        self.lam: float | None = None
+        self.dof_dense: float | None = None
+        if any(m in ("logit_change", "dof_change") for m in self.extra):
+            x = feats.detach().double()
+            self.S = x.T @ x / x.shape[0]
+            wd = self.w_dense.double()
+            self.lam = float(torch.trace(wd @ self.S @ wd.T)) / wd.shape[0]
+            self.dof_dense = (
+                degrees_of_freedom(wd @ self.S @ wd.T, self.lam) if "dof_change" in self.extra else 0.0
+            )
+
+    def __call__(self, w: torch.Tensor) -> dict[str, float]:
+        out = {"ap2": ap2(self.w_dense, w)}
+        for col, kw in self.specs:
+            out[col] = ap3(self.w_dense, w, **kw)
+        if self.extra:
+            out.update(extra_measures(self.extra, self.w_dense, w, self.S, self.lam, self.dof_dense))
+        return out
+
+
+def extra_measures(
+    names: Sequence[str],
+    w_dense: torch.Tensor,
+    w: torch.Tensor,
+    S: torch.Tensor | None,
+    lam: float | None,
+    dof_dense: float | None,
+) -> dict[str, float]:
+    """The :data:`EXTRA_MEASURES` columns of one pruned last layer ``w`` (C, F) (float64 inside)."""
+    out: dict[str, float] = {}
+    wp = w.detach().double()
+    for name in names:
+        if name == "lq":
+            out["lq_index"] = float(lq_index(wp, q=0.5))
+        elif name == "pq":
+            out["pq_index"] = float(pq_index(wp, p=1.0, q=2.0))
+        elif name == "logit_change":
+            D = w_dense.double() - wp
+            out["logit_change"] = float(torch.einsum("cf,fg,cg->", D, S, D))
+        elif name == "dof_change":
+            out["dof_change"] = abs(float(dof_dense) - degrees_of_freedom(wp @ S @ wp.T, lam))
+    return out

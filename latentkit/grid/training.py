@@ -1,0 +1,164 @@
+r"""Dense training, evaluation, penultimate features and the SGD epoch both training loops share.
+
+Both training loops (dense training and the exact fine-tuning engine) use :func:`sgd_epoch`: one
+seeded permutation per epoch, cross-entropy, SGD with momentum and weight decay, at the per-epoch
+cosine learning rate :func:`cosine_lr`, :math:`\eta_e = \eta (1 + \cos(\pi e / E)) / 2`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import zoo
+from .cache import CacheStore, config_hash
+from .data import batches, dataset_views, is_tensor_dataset, prepare_model, to_input
+from .keys import dense_key
+from .plan import GroupPlan
+
+__all__ = ["cosine_lr", "dense_model", "evaluate", "features", "sgd_epoch", "train_dense"]
+
+
+def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
+    r"""Learning rate of epoch ``epoch`` (0-based) of ``epochs``: :math:`\eta (1 + \cos(\pi e / E)) / 2`.
+
+    The closed form of ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=E, eta_min=0)`` stepped once
+    per epoch.
+    """
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, ds: Any, plan: GroupPlan) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (%) of ``model`` in eval mode on ``ds`` (batches of
+    ``plan.eval_batch_size`` on ``plan.device``)."""
+    model.eval()
+    loss, correct, n = 0.0, 0, 0
+    for x, y in batches(ds, plan.eval_batch_size, None, plan.device, plan.num_workers):
+        out = model(to_input(x, plan.channels_last))
+        loss += float(F.cross_entropy(out.float(), y, reduction="sum"))
+        correct += int((out.argmax(1) == y).sum())
+        n += len(y)
+    return loss / n, 100.0 * correct / n
+
+
+def sgd_epoch(
+    model: nn.Module,
+    opt: Any,
+    ds: Any,
+    batch_size: int,
+    lr: float,
+    g: torch.Generator,
+    aug_g: torch.Generator | None,
+    plan: GroupPlan,
+) -> float:
+    """One epoch of cross-entropy training at learning rate ``lr`` over ``ds`` in the order drawn from
+    ``g`` (the model's train/eval mode is the caller's choice); returns the mean batch loss.
+    Dense training and the exact fine-tuning engine share it."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    order = torch.randperm(len(ds), generator=g)
+    tot, nb = 0.0, 0
+    for x, y in batches(ds, batch_size, order, plan.device, plan.num_workers, aug_g):
+        loss = F.cross_entropy(model(to_input(x, plan.channels_last)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tot += float(loss.detach())
+        nb += 1
+    return tot / max(nb, 1)
+
+
+def train_dense(
+    plan: GroupPlan, views: dict[str, Any] | None = None, progress: bool = False
+) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """Train the dense network of one group; return ``(state_dict, history)``.
+
+    SGD (``momentum``, ``weight_decay``), per-epoch cosine schedule from ``dense_lr``, batches of
+    ``dense_batch_size`` in a seeded random order, seed ``seed + trial`` for the initialisation and
+    the order. ``history`` has one dict per epoch (``epoch``, ``lr``, ``train_loss_running`` = mean
+    training loss over the epoch's batches, ``train_loss``/``train_acc``/``test_loss``/``test_acc``
+    in eval mode, ``time_s``). Not cached: see :func:`dense_model`.
+    """
+    device = plan.device
+    views = views or dataset_views(plan)
+    seed = plan.seed + plan.trial
+    model = prepare_model(
+        zoo.build_model(plan.network, zoo.dataset_num_classes(plan.dataset), seed=seed, **plan.model_kwargs),
+        plan.channels_last,
+        device,
+    )
+    epochs, base_lr = int(plan.dense_epochs), float(plan.dense_lr)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=base_lr, momentum=plan.momentum, weight_decay=plan.weight_decay
+    )
+    g = torch.Generator().manual_seed(1_000_003 * seed + 17)
+    aug_g = torch.Generator().manual_seed(1_000_003 * seed + 29)
+    train_ds = views["train_dense"]
+    quick_aug = plan.dense_augment and is_tensor_dataset(train_ds)
+    history = []
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)  # dropout
+        for epoch in range(epochs):
+            lr = cosine_lr(base_lr, epoch, epochs)
+            model.train()
+            running = sgd_epoch(
+                model, opt, train_ds, plan.dense_batch_size, lr, g, aug_g if quick_aug else None, plan
+            )
+            tr_loss, tr_acc = evaluate(model, views["train_eval"], plan)
+            te_loss, te_acc = evaluate(model, views["test_eval"], plan)
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "lr": lr,
+                    "train_loss_running": running,
+                    "train_loss": tr_loss,
+                    "train_acc": tr_acc,
+                    "test_loss": te_loss,
+                    "test_acc": te_acc,
+                    "time_s": time.perf_counter() - t0,
+                }
+            )
+            if progress:
+                print(
+                    f"  dense {plan.network}/{plan.dataset} trial {plan.trial} epoch {epoch + 1}/{epochs}: "
+                    f"train {tr_acc:.1f}% test {te_acc:.1f}%",
+                    flush=True,
+                )
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return state, history
+
+
+def dense_model(
+    plan: GroupPlan, store: CacheStore, views: dict[str, Any], progress: bool = False
+) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """The group's dense model from the cache (trained and stored first if missing), in eval mode."""
+    key = config_hash(dense_key(plan))
+    entry = store.get_torch("dense", key)
+    if entry is None:
+        state, history = train_dense(plan, views, progress=progress)
+        store.put_torch("dense", key, {"state_dict": state, "history": history, "key": dense_key(plan)})
+        entry = store.get_torch("dense", key)  # always continue from the stored bits
+    model = zoo.build_model(
+        plan.network, zoo.dataset_num_classes(plan.dataset), seed=0, **{**plan.model_kwargs, "weights": None}
+    )
+    model.load_state_dict(entry["state_dict"])
+    return prepare_model(model, plan.channels_last, plan.device).eval(), entry["history"]
+
+
+@torch.no_grad()
+def features(model: nn.Module, ds: Any, plan: GroupPlan) -> torch.Tensor:
+    """Penultimate features ``(N, F)`` (float32, on ``plan.device``) of ``model`` in eval mode."""
+    model.eval()
+    fx = zoo.feature_extractor(model)
+    chunks = [
+        fx(to_input(x, plan.channels_last)).float()
+        for x, _ in batches(ds, plan.eval_batch_size, None, plan.device, plan.num_workers)
+    ]
+    return torch.cat(chunks)
