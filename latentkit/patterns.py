@@ -104,17 +104,33 @@ def ap2(
         check_choice(normalize, "normalize", AP2_NORMALIZATIONS)
     pw = project(w, projection=projection, num_chunks=num_chunks).to(torch.float64)
     pv = project(w_pruned, projection=projection, num_chunks=num_chunks).to(torch.float64)
-    value = float(torch.sum((pw - pv) ** 2))
-    if not math.isfinite(value):
-        raise ValueError(f"AP2 overflows float64 ({value}): the weights are too large to square")
     if normalize == "dense_norm":
-        denom = float(torch.sum(pw**2))
-        if denom == 0.0:
-            raise ValueError("normalize='dense_norm' needs a non-zero dense projection; ||P(w)||^2 = 0")
-        value /= denom
-    elif normalize == "numel":
+        return _relative_ap2(pw, pv)
+    value = _finite_ap2(float(torch.sum((pw - pv) ** 2)))
+    if normalize == "numel":
         value /= pw.numel()
     return value
+
+
+def _finite_ap2(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"AP2 overflows float64 ({value}): the weights are too large to square")
+    return value
+
+
+def _relative_ap2(pw: torch.Tensor, pv: torch.Tensor) -> float:
+    """:math:`\\lVert P(w) - P(\\tilde w)\\rVert^2 / \\lVert P(w)\\rVert^2`, float64.
+
+    The ratio is scale-free, so when a sum of squares under- or overflows (weights near 1e-160 or
+    1e155) both are recomputed on the projections divided by :math:`\\max_j |P(w)_j|`.
+    """
+    value, denom = float(torch.sum((pw - pv) ** 2)), float(torch.sum(pw**2))
+    if not (0.0 < denom < math.inf and math.isfinite(value)) and bool((pw != 0).any()):
+        s = pw.abs().max()
+        value, denom = float(torch.sum(((pw - pv) / s) ** 2)), float(torch.sum((pw / s) ** 2))
+    if denom == 0.0:
+        raise ValueError("normalize='dense_norm' needs a non-zero dense projection; ||P(w)||^2 = 0")
+    return _finite_ap2(value) / denom
 
 
 def ap3(
@@ -285,7 +301,7 @@ def _select(layers: Any, dense_layers: Mapping[str, nn.Module]) -> list[str]:
     return names
 
 
-def _measured(layer: str, column: str, fn: Any, *args: Any, **kwargs: Any) -> float:
+def _measured(layer: str, column: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, with TypeError/ValueError messages prefixed by the layer and column."""
     try:
         return fn(*args, **kwargs)
@@ -305,7 +321,8 @@ def _row(
         raise ValueError(
             f"layer {name!r} is {type(md).__name__} in dense_model but {type(mp).__name__} in pruned_model"
         )
-    w, v = effective_weight(md), effective_weight(mp)
+    w = _measured(name, "weight", effective_weight, md)
+    v = _measured(name, "weight", effective_weight, mp)
     if w.shape != v.shape:
         raise ValueError(
             f"layer {name!r} has weight shape {tuple(w.shape)} in dense_model but {tuple(v.shape)} "

@@ -3,6 +3,7 @@
 Every value is compared with an independent computation (NumPy brute force, SciPy quadrature or the
 textbook Gaussian KL), and every documented failure path is exercised.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,7 +57,9 @@ def test_ap2_chunk_means_against_numpy(pair, k):
     w, v = pair  # 91 weights: k = 10 leaves a remainder
     cw = np.array([c.mean() for c in np.array_split(w.numpy().ravel(), k)])
     cv = np.array([c.mean() for c in np.array_split(v.numpy().ravel(), k)])
-    assert ap2(w, v, projection="chunk_means", num_chunks=k) == pytest.approx(float(np.sum((cw - cv) ** 2)), rel=1e-10)
+    assert ap2(w, v, projection="chunk_means", num_chunks=k) == pytest.approx(
+        float(np.sum((cw - cv) ** 2)), rel=1e-10
+    )
 
 
 def test_ap2_normalizations(pair):
@@ -66,7 +69,9 @@ def test_ap2_normalizations(pair):
     assert ap2(w, v, normalize="numel") == pytest.approx(raw / w.numel(), rel=1e-12)
     # no hidden rescaling: doubling the weights multiplies AP2 by 4, relative AP2 unchanged
     assert ap2(2 * w, 2 * v) == pytest.approx(4 * raw, rel=1e-12)
-    assert ap2(2 * w, 2 * v, normalize="dense_norm") == pytest.approx(ap2(w, v, normalize="dense_norm"), rel=1e-12)
+    assert ap2(2 * w, 2 * v, normalize="dense_norm") == pytest.approx(
+        ap2(w, v, normalize="dense_norm"), rel=1e-12
+    )
 
 
 def test_ap2_errors(pair):
@@ -145,8 +150,14 @@ def test_ap3_gaussian_full_fit_matches_textbook_formula(pair):
 def _t_kl_1d(delta: float, df: float) -> float:
     """KL between two 1-D Student-t laws (scale 1) by SciPy quadrature: brute force."""
     p, q = scipy.stats.t(df, loc=0.0), scipy.stats.t(df, loc=delta)
-    val, _ = scipy.integrate.quad(lambda x: p.pdf(x) * (p.logpdf(x) - q.logpdf(x)), -np.inf, np.inf,
-                                  epsabs=1e-13, epsrel=1e-11, limit=400)
+    val, _ = scipy.integrate.quad(
+        lambda x: p.pdf(x) * (p.logpdf(x) - q.logpdf(x)),
+        -np.inf,
+        np.inf,
+        epsabs=1e-13,
+        epsrel=1e-11,
+        limit=400,
+    )
     return val
 
 
@@ -278,15 +289,32 @@ def test_layer_weight_sees_in_place_updates_of_weight_orig(models):
 def test_layer_table_specs_and_layers(models):
     dense, pruned = models
     table = layer_table(
-        dense, pruned, layers=["fc1"], normalize="dense_norm",
-        ap3_specs={"ap3_s2": {"scale": 2.0}, "ap3_t": {"family": "student_t", "df": 4.0,
-                                                         "projection": "chunk_means", "num_chunks": 4}},
+        dense,
+        pruned,
+        layers=["fc1"],
+        normalize="dense_norm",
+        ap3_specs={
+            "ap3_s2": {"scale": 2.0},
+            "ap3_t": {"family": "student_t", "df": 4.0, "projection": "chunk_means", "num_chunks": 4},
+        },
     )
-    assert list(table.columns) == ["layer", "type", "shape", "parameters", "zeros", "sparsity", "ap2", "ap3_s2", "ap3_t"]
+    assert list(table.columns) == [
+        "layer",
+        "type",
+        "shape",
+        "parameters",
+        "zeros",
+        "sparsity",
+        "ap2",
+        "ap3_s2",
+        "ap3_t",
+    ]
     w, v = dense.fc1.weight.detach(), layer_weight(pruned.fc1)
     assert table.loc[0, "ap2"] == pytest.approx(ap2(w, v, normalize="dense_norm"))
     assert table.loc[0, "ap3_s2"] == pytest.approx(ap3(w, v, scale=2.0))
-    assert table.loc[0, "ap3_t"] == pytest.approx(ap3(w, v, family="student_t", df=4.0, projection="chunk_means", num_chunks=4))
+    assert table.loc[0, "ap3_t"] == pytest.approx(
+        ap3(w, v, family="student_t", df=4.0, projection="chunk_means", num_chunks=4)
+    )
 
 
 def test_layer_table_errors(models):
@@ -320,7 +348,9 @@ def test_patterns_on_cuda(pair):
     w, v = (t.cuda() for t in pair)
     assert ap2(w, v) == pytest.approx(ap2(*pair), rel=1e-12)
     assert ap3(w, v, scale=0.5) == pytest.approx(ap3(*pair, scale=0.5), rel=1e-10)
-    assert ap3(w, v, family="student_t", df=4.0) == pytest.approx(ap3(*pair, family="student_t", df=4.0), rel=1e-6)
+    assert ap3(w, v, family="student_t", df=4.0) == pytest.approx(
+        ap3(*pair, family="student_t", df=4.0), rel=1e-6
+    )
     with pytest.raises(ValueError, match="device"):
         ap2(w, pair[1])
 
@@ -337,3 +367,115 @@ def test_ap_on_weights_that_require_grad_do_not_warn():
     expected = float(((lin.weight.detach() * 0.5) ** 2).sum())
     assert a == pytest.approx(expected, rel=1e-6)
     assert b == pytest.approx(expected / 2, rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 12: hostile inputs at the boundary of patterns
+# --------------------------------------------------------------------------------------------------
+_TABLE_COLUMNS = ["layer", "type", "shape", "parameters", "zeros", "sparsity", "ap2"]
+
+
+def test_layer_table_without_prunable_layers_keeps_its_columns():
+    """No Linear/Conv layer (or layers=[]): an empty table that still has every column."""
+    empty = layer_table(nn.Sequential(nn.ReLU(), nn.Tanh()), nn.Sequential(nn.ReLU(), nn.Tanh()))
+    assert len(empty) == 0 and list(empty.columns) == _TABLE_COLUMNS + ["ap3"]
+    specs = {"ap3_iso": {}, "ap3_t": {"family": "student_t", "df": 4.0}}
+    chosen = layer_table(nn.Linear(3, 2), nn.Linear(3, 2), layers=[], ap3_specs=specs)
+    assert len(chosen) == 0 and list(chosen.columns) == _TABLE_COLUMNS + ["ap3_iso", "ap3_t"]
+    assert chosen["ap2"].tolist() == []  # selecting a column of the empty table works
+
+
+def test_layer_table_wrong_argument_types_name_the_argument(models):
+    dense, pruned = models
+    with pytest.raises(TypeError, match="dense_model"):
+        layer_table("model", pruned)
+    with pytest.raises(TypeError, match="pruned_model"):
+        layer_table(dense, None)
+    with pytest.raises(TypeError, match="layers"):
+        layer_table(dense, pruned, layers=3)
+    with pytest.raises(TypeError, match="layers"):
+        layer_table(dense, pruned, layers=[0])
+    with pytest.raises(ValueError, match="projection"):
+        layer_table(nn.ReLU(), nn.ReLU(), projection="pca")  # checked even without a layer
+    with pytest.raises(TypeError, match="normalize"):
+        layer_table(nn.ReLU(), nn.ReLU(), normalize=True)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("side", ["dense", "pruned"])
+def test_layer_table_non_finite_weights_name_the_layer(models, bad, side):
+    dense, pruned = models
+    target = dense if side == "dense" else pruned
+    with torch.no_grad():
+        target.fc2.weight[0, 0] = bad  # fc2 is not pruned in either model
+    with pytest.raises(ValueError, match="layer 'fc2', column 'ap2'.*NaN or infinite"):
+        layer_table(dense, pruned)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    d=st.integers(1, 30),
+    index=st.integers(0, 29),
+    bad=st.sampled_from([float("nan"), float("inf"), float("-inf")]),
+    pruned_side=st.booleans(),
+    which=st.sampled_from(["ap2", "ap3", "ap3_t"]),
+)
+def test_ap2_ap3_refuse_nan_and_inf_weights(d, index, bad, pruned_side, which):
+    w = torch.linspace(-1.0, 1.0, d, dtype=torch.float64)
+    v = w * 0.5
+    (v if pruned_side else w)[index % d] = bad
+    name = "w_pruned" if pruned_side else "w"
+    fn = {
+        "ap2": lambda: ap2(w, v),
+        "ap3": lambda: ap3(w, v),
+        "ap3_t": lambda: ap3(w, v, family="student_t", df=4.0),
+    }[which]
+    with pytest.raises(ValueError, match=f"^{name} contains NaN or infinite values"):
+        fn()
+
+
+def test_ap2_ap3_wrong_argument_types_name_the_argument(pair):
+    w, v = pair
+    for fn in (ap2, ap3):
+        with pytest.raises(TypeError, match="^w must be"):
+            fn("weights", v)
+        with pytest.raises(TypeError, match="^w_pruned must be"):
+            fn(w, {"weight": v})
+        with pytest.raises(TypeError, match="w_pruned must have a floating dtype"):
+            fn(w, torch.ones(w.shape, dtype=torch.int64))
+        with pytest.raises(TypeError, match="same dtype.*float32 and torch.float64"):
+            fn(w.float(), v)
+        with pytest.raises(ValueError, match="^w must have at least 1 dimension"):
+            fn(torch.tensor(1.0), torch.tensor(0.0))
+        with pytest.raises(ValueError, match="^w is empty"):
+            fn(torch.empty(0), torch.empty(0))
+    with pytest.raises(TypeError, match="scale must be a real number; got bool"):
+        ap3(w, v, scale=True)
+    with pytest.raises(TypeError, match="scale must be a real number; got str"):
+        ap3(w, v, scale="1.0")
+    for fn in (has_ap2, has_ap3):
+        with pytest.raises(TypeError, match="eps must be a real number; got bool"):
+            fn(w, v, True)
+        with pytest.raises(TypeError, match="eps must be a real number; got str"):
+            fn(w, v, "0.1")
+
+
+def test_ap2_overflow_is_an_error_not_inf(pair):
+    w, v = pair
+    with pytest.raises(ValueError, match="AP2 overflows float64"):
+        ap2(w * 1e200, v)
+    # float32 weights near their maximum are squared in float64: representable, so no error
+    big = torch.full((3,), 3e38, dtype=torch.float32)
+    assert ap2(big, big * 0) == pytest.approx(3 * 9e76, rel=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(exponent=st.integers(-300, 300), seed=st.integers(0, 10_000))
+def test_ap2_dense_norm_is_scale_free_over_the_float64_range(exponent, seed):
+    """The relative AP2 does not under/overflow: same value (1e-12) at every scale 10^e, |e| <= 300."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    v = magnitude_prune(w, 0.5)
+    reference = float(((w - v) ** 2).sum() / (w**2).sum())
+    scale = 10.0**exponent
+    assert ap2(w * scale, v * scale, normalize="dense_norm") == pytest.approx(reference, rel=1e-12)

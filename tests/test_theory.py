@@ -1,6 +1,7 @@
 """Tests for latentkit.theory: every check holds where the mathematics says it must, its two sides are
 computed correctly (compared with SciPy, scikit-learn, torch.distributions or brute force), and bad
 inputs raise clear errors."""
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,12 @@ def test_scipy_formula_against_scipy_entropy():
     cross = -np.mean(scipy.stats.multivariate_normal(m1, s1).logpdf(x))
     assert _gaussian_kl_scipy(m0, s0, m1, s1) == pytest.approx(cross - h0, abs=0.02)
     dm = m1 - m0
-    exact_cross = 0.5 * (d * np.log(2 * np.pi) + np.linalg.slogdet(s1)[1]
-                         + np.trace(np.linalg.solve(s1, s0)) + dm @ np.linalg.solve(s1, dm))
+    exact_cross = 0.5 * (
+        d * np.log(2 * np.pi)
+        + np.linalg.slogdet(s1)[1]
+        + np.trace(np.linalg.solve(s1, s0))
+        + dm @ np.linalg.solve(s1, dm)
+    )
     assert _gaussian_kl_scipy(m0, s0, m1, s1) == pytest.approx(exact_cross - h0, rel=1e-10)
 
 
@@ -81,15 +86,19 @@ def test_check_gaussian_kl(make):
 
 
 def test_check_gaussian_kl_kronecker_and_lowrank():
-    from latentkit.latent import MatrixNormal
     from torch.distributions import LowRankMultivariateNormal
+
+    from latentkit.latent import MatrixNormal
 
     m0, m1 = vec(12, 1).reshape(3, 4), vec(12, 2).reshape(3, 4)
     p = MatrixNormal(m0, row_cov=spd(3, 1), col_cov=spd(4, 2))
     q = MatrixNormal(m1, row_cov=spd(3, 3), col_cov=spd(4, 4))
     assert theory.check_gaussian_kl(p, q)
     g = torch.Generator().manual_seed(5)
-    f0, f1 = torch.randn(12, 2, generator=g, dtype=torch.float64), torch.randn(12, 2, generator=g, dtype=torch.float64)
+    f0, f1 = (
+        torch.randn(12, 2, generator=g, dtype=torch.float64),
+        torch.randn(12, 2, generator=g, dtype=torch.float64),
+    )
     lp = LowRankMultivariateNormal(m0.reshape(-1), f0, torch.full((12,), 0.5, dtype=torch.float64))
     lq = LowRankMultivariateNormal(m1.reshape(-1), f1, torch.full((12,), 0.8, dtype=torch.float64))
     assert theory.check_gaussian_kl(lp, lq)
@@ -130,8 +139,12 @@ def test_eigen_sandwich_is_attained_on_eigenvectors():
     m = vec(5, 3)
     top = theory.check_eigen_sandwich(MultivariateNormal(m, s), MultivariateNormal(m + U[:, -1], s))
     bottom = theory.check_eigen_sandwich(MultivariateNormal(m, s), MultivariateNormal(m + U[:, 0], s))
-    assert top.lhs == pytest.approx(top.rhs[0], rel=1e-9) and top.details["position"] == pytest.approx(0, abs=1e-9)
-    assert bottom.lhs == pytest.approx(bottom.rhs[1], rel=1e-9) and bottom.details["position"] == pytest.approx(1, abs=1e-9)
+    assert top.lhs == pytest.approx(top.rhs[0], rel=1e-9) and top.details["position"] == pytest.approx(
+        0, abs=1e-9
+    )
+    assert bottom.lhs == pytest.approx(bottom.rhs[1], rel=1e-9) and bottom.details[
+        "position"
+    ] == pytest.approx(1, abs=1e-9)
 
 
 def test_eigen_sandwich_isotropic_and_diagonal():
@@ -151,8 +164,10 @@ def test_shared_covariance_required():
     with pytest.raises(ValueError, match="same latent family"):
         theory.check_eigen_sandwich(p, DiagonalNormal(vec(6, 2), s.expand(6)))
     with pytest.raises(ValueError, match="Gaussian"):
-        theory.check_ap2_implies_ap3(MultivariateStudentT(vec(6, 1), df=4.0, scale=1.0),
-                                     MultivariateStudentT(vec(6, 2), df=4.0, scale=1.0))
+        theory.check_ap2_implies_ap3(
+            MultivariateStudentT(vec(6, 1), df=4.0, scale=1.0),
+            MultivariateStudentT(vec(6, 2), df=4.0, scale=1.0),
+        )
 
 
 def test_implications():
@@ -175,7 +190,11 @@ def test_implications():
 
 
 @settings(max_examples=25, deadline=None)
-@given(scale=st.floats(1e-3, 1e3), seed=st.integers(0, 1000), proj=st.sampled_from(["identity", "chunk_means", "rows"]))
+@given(
+    scale=st.floats(1e-3, 1e3),
+    seed=st.integers(0, 1000),
+    proj=st.sampled_from(["identity", "chunk_means", "rows"]),
+)
 def test_isotropic_proportionality(scale, seed, proj):
     w = vec(40, seed).reshape(5, 8)
     v = w * (w.abs() > 0.5)
@@ -237,24 +256,39 @@ def test_pinsker_exact_tv_against_quadrature():
     p = IsotropicNormal(torch.tensor([0.0], dtype=torch.float64), s)
     q = IsotropicNormal(torch.tensor([1.1], dtype=torch.float64), s)
     c = theory.check_pinsker(p, q)
-    brute, _ = scipy.integrate.quad(lambda x: 0.5 * abs(scipy.stats.norm.pdf(x, 0, 0.8) - scipy.stats.norm.pdf(x, 1.1, 0.8)),
-                                    -20, 20, points=[0.55], epsabs=1e-12)
+    brute, _ = scipy.integrate.quad(
+        lambda x: 0.5 * abs(scipy.stats.norm.pdf(x, 0, 0.8) - scipy.stats.norm.pdf(x, 1.1, 0.8)),
+        -20,
+        20,
+        points=[0.55],
+        epsabs=1e-12,
+    )
     assert c and c.lhs == pytest.approx(brute, rel=1e-8)
     kl = 1.1**2 / (2 * 0.64)
-    assert c.rhs == pytest.approx(math.sqrt(kl / 2)) and c.details["bretagnolle_huber"] == pytest.approx(math.sqrt(1 - math.exp(-kl)))
+    assert c.rhs == pytest.approx(math.sqrt(kl / 2)) and c.details["bretagnolle_huber"] == pytest.approx(
+        math.sqrt(1 - math.exp(-kl))
+    )
 
 
 def test_pinsker_monte_carlo_path():
-    p = DiagonalNormal(torch.zeros(3, dtype=torch.float64), torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64))
-    q = DiagonalNormal(torch.full((3,), 0.3, dtype=torch.float64), torch.tensor([1.5, 0.5, 1.0], dtype=torch.float64))
+    p = DiagonalNormal(
+        torch.zeros(3, dtype=torch.float64), torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
+    )
+    q = DiagonalNormal(
+        torch.full((3,), 0.3, dtype=torch.float64), torch.tensor([1.5, 0.5, 1.0], dtype=torch.float64)
+    )
     c = theory.check_pinsker(p, q, num_samples=100_000)
     assert c and c.details["method"].startswith("Monte Carlo") and 0 < c.lhs < c.rhs
     # 1-D brute force along each independent coordinate is not TV; use a 1-D case for the value
     p1 = DiagonalNormal(torch.zeros(1, dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64))
     q1 = DiagonalNormal(torch.full((1,), 0.3, dtype=torch.float64), torch.tensor([1.5], dtype=torch.float64))
     c1 = theory.check_pinsker(p1, q1, num_samples=200_000)
-    brute, _ = scipy.integrate.quad(lambda x: 0.5 * abs(scipy.stats.norm.pdf(x, 0, 1) - scipy.stats.norm.pdf(x, 0.3, 1.5)),
-                                    -30, 30, limit=200)
+    brute, _ = scipy.integrate.quad(
+        lambda x: 0.5 * abs(scipy.stats.norm.pdf(x, 0, 1) - scipy.stats.norm.pdf(x, 0.3, 1.5)),
+        -30,
+        30,
+        limit=200,
+    )
     assert c1.lhs == pytest.approx(brute, abs=4 * c1.details["tv_stderr"] + 1e-4)
 
 
@@ -283,7 +317,9 @@ def test_softmax_cross_entropy_against_sklearn(softmax_problem):
 
     W, b, X, y = softmax_problem
     probs = scipy.special.softmax((X @ W.T + b).numpy(), axis=1)
-    assert theory.softmax_cross_entropy(W, X, y, b) == pytest.approx(log_loss(y.numpy(), probs, labels=range(4)), rel=1e-10)
+    assert theory.softmax_cross_entropy(W, X, y, b) == pytest.approx(
+        log_loss(y.numpy(), probs, labels=range(4)), rel=1e-10
+    )
 
 
 @pytest.mark.parametrize("sparsity", [0.1, 0.5, 0.9])
@@ -292,7 +328,9 @@ def test_softmax_loss_bound(softmax_problem, sparsity):
     Wp = W * (W.abs() > torch.quantile(W.abs(), sparsity))
     c = theory.check_softmax_loss_bound(W, Wp, X, y, b, latent_kwargs={"scale": 0.3})
     assert c and c.details["chain_holds"]
-    assert c.lhs == pytest.approx(abs(theory.softmax_cross_entropy(W, X, y, b) - theory.softmax_cross_entropy(Wp, X, y, b)))
+    assert c.lhs == pytest.approx(
+        abs(theory.softmax_cross_entropy(W, X, y, b) - theory.softmax_cross_entropy(Wp, X, y, b))
+    )
     assert c.rhs == pytest.approx(math.sqrt(2) * float(X.norm(dim=1).mean()) * float((W - Wp).norm()))
     # isotropic latent: lmax = s^2 and AP3 = ||D||^2 / (2 s^2): the AP3 bound equals the Frobenius bound
     assert c.details["ap3_bound"] == pytest.approx(c.rhs, rel=1e-9)
@@ -306,7 +344,9 @@ def test_softmax_loss_bound_folded_bias_and_full_latent(softmax_problem):
     assert c and c.details["bias_folded"]
     assert c.details["frobenius"] == pytest.approx(float(torch.cat([W - Wp, b[:, None]], 1).norm()))
     sd = torch.linspace(0.2, 1.0, W.numel(), dtype=torch.float64)
-    c2 = theory.check_softmax_loss_bound(W, Wp, X, y, b, latent_kwargs={"covariance": "diagonal", "scale": sd})
+    c2 = theory.check_softmax_loss_bound(
+        W, Wp, X, y, b, latent_kwargs={"covariance": "diagonal", "scale": sd}
+    )
     assert c2 and c2.details["ap3_bound"] >= c2.rhs and c2.details["lmax"] == pytest.approx(1.0)
 
 
@@ -411,8 +451,10 @@ def test_kl_decomposition_against_scipy():
     for p, q in [
         (IsotropicNormal(m0, 0.5), IsotropicNormal(m1, 0.8)),
         (DiagonalNormal(m0, torch.linspace(0.5, 1, 12, dtype=torch.float64)), DiagonalNormal(m1, 0.7)),
-        (MatrixNormal(m0.reshape(3, 4), row_precision=spd(3, 1), col_cov=spd(4, 2)),
-         MatrixNormal(m1.reshape(3, 4), row_precision=spd(3, 3), col_cov=spd(4, 4))),
+        (
+            MatrixNormal(m0.reshape(3, 4), row_precision=spd(3, 1), col_cov=spd(4, 2)),
+            MatrixNormal(m1.reshape(3, 4), row_precision=spd(3, 3), col_cov=spd(4, 4)),
+        ),
     ]:
         c = theory.check_kl_decomposition(p, q)
         assert c and c.details["covariance_term"] >= 0 and c.details["mean_term"] > 0
@@ -426,8 +468,12 @@ def test_kl_decomposition_against_scipy():
 # ------------------------------------------------------------------------- property tests, bounds
 @settings(max_examples=25, deadline=None)
 @given(
-    n=st.integers(5, 60), d=st.integers(1, 6), C=st.integers(2, 5),
-    sparsity=st.floats(0.0, 1.0), scale=st.floats(0.1, 10.0), seed=st.integers(0, 10_000),
+    n=st.integers(5, 60),
+    d=st.integers(1, 6),
+    C=st.integers(2, 5),
+    sparsity=st.floats(0.0, 1.0),
+    scale=st.floats(0.1, 10.0),
+    seed=st.integers(0, 10_000),
 )
 def test_softmax_and_margin_bounds_always_hold(n, d, C, sparsity, scale, seed):
     g = torch.Generator().manual_seed(seed)
