@@ -29,6 +29,7 @@ from torch.nn.utils import prune as torch_prune
 
 __all__ = [
     "PRUNABLE_TYPES",
+    "check_module",
     "is_prunable",
     "prunable_layers",
     "last_layer",
@@ -42,7 +43,8 @@ __all__ = [
 PRUNABLE_TYPES: tuple[type, ...] = (nn.Linear, nn.modules.conv._ConvNd)
 
 
-def _check_model(model: object, name: str = "model") -> nn.Module:
+def check_module(model: object, name: str = "model") -> nn.Module:
+    """Return ``model`` if it is an ``nn.Module``, else raise ``TypeError`` naming the argument ``name``."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"{name} must be a torch.nn.Module; got {type(model).__name__}")
     return model
@@ -70,7 +72,7 @@ def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     TypeError
         If ``model`` is not an ``nn.Module``.
     """
-    _check_model(model)
+    check_module(model)
     return [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
 
 
@@ -88,7 +90,7 @@ def last_layer(model: nn.Module) -> tuple[str, nn.Linear]:
     ValueError
         If it contains no ``nn.Linear``.
     """
-    _check_model(model)
+    check_module(model)
     last = None
     for name, mod in model.named_modules():
         if isinstance(mod, nn.Linear):
@@ -102,6 +104,7 @@ def pruning_hook(
     module: nn.Module, name: str = "weight"
 ) -> tuple[object, torch_prune.BasePruningMethod | None]:
     """``(key, hook)`` of the ``torch.nn.utils.prune`` pre-hook of ``module.<name>``, or ``(None, None)``."""
+    check_module(module, "module")
     hooks = [
         (k, h)
         for k, h in module._forward_pre_hooks.items()
@@ -120,6 +123,7 @@ def pruning_mask(module: nn.Module, name: str = "weight", *, check: bool = True)
         ``torch.nn.utils.parametrize``, ``<name>_orig`` / ``<name>_mask`` without a pruning hook (or
         the reverse), mismatched shapes, or (with ``check=True``) a mask that is not binary.
     """
+    check_module(module, "module")
     if parametrize.is_parametrized(module, name):
         raise ValueError(
             f"{type(module).__name__}.{name} is reparametrised by torch.nn.utils.parametrize; "
@@ -150,6 +154,7 @@ def pruning_mask(module: nn.Module, name: str = "weight", *, check: bool = True)
 
 def dense_param(module: nn.Module, name: str = "weight") -> torch.Tensor:
     """The trainable tensor of ``module.<name>``: ``<name>_orig`` when pruned, else ``<name>``."""
+    check_module(module, "module")
     return module._parameters.get(name + "_orig", getattr(module, name))
 
 
@@ -177,7 +182,7 @@ def effective_weight(module: nn.Module, name: str = "weight") -> torch.Tensor:
     ValueError
         If its pruning state is inconsistent (see :func:`pruning_mask`).
     """
-    _check_model(module, "module")
+    check_module(module, "module")
     if not parametrize.is_parametrized(module, name):
         mask = pruning_mask(module, name, check=False)
         if mask is not None:

@@ -271,3 +271,66 @@ def test_lq_bound_check_detects_a_mask_over_budget_and_validates():
         P.lq_bound_check(w, mask.numpy(), 0.5)
     with pytest.raises(ValueError, match="q must lie in"):
         P.lq_bound_check(w, mask, 1.5)
+
+
+# ---------------------------------------------------------------- the other public functions
+@pytest.mark.parametrize(
+    "call, err, match",
+    [
+        (lambda: P.best_s_term_error(torch.randn(3, 4), dim="0"), TypeError, "dim must be 0 or None"),
+        (lambda: P.lq_index(torch.randn(3, 4), True), TypeError, "q must be a real number"),
+        (
+            lambda: P.lq_tail_scores(torch.randn(3, 4), keep_fraction="0.5"),
+            TypeError,
+            "keep_fraction must be",
+        ),
+        (
+            lambda: P.lq_tail_scores(torch.randn(3, 4), keep_fraction=2.0),
+            ValueError,
+            "keep_fraction must lie",
+        ),
+        (lambda: P.lq_tail_scores(torch.randn(3, 4), q=True), TypeError, "q must be a real number"),
+        (
+            lambda: P.lq_tail_scores(torch.randn(3, 4), candidates=torch.ones(4)),
+            ValueError,
+            "candidates shape",
+        ),
+        (lambda: P.reconstruction_matrix(torch.eye(3), [5], 1.0), ValueError, "node index must be <= 2"),
+        (
+            lambda: P.ridge_reconstruction_error(torch.eye(3), ["a"], 1.0),
+            TypeError,
+            "node index must be an integer",
+        ),
+        (lambda: P.ridge_reconstruction_error(torch.eye(3), [1, 1], 1.0), ValueError, "repeated"),
+        (lambda: P.ridge_reconstruction_error(torch.eye(3), 1, 1.0), TypeError, "J must be a sequence"),
+        (lambda: P.freeze_all_but(nn.Linear(2, 2), "weight"), TypeError, "params must be a list"),
+        (lambda: P.freeze_all_but(nn.Linear(2, 2), 3), TypeError, "params must be a list"),
+        (lambda: P.qian_klabjan_simulation(widths=4), TypeError, "widths must be a sequence"),
+        (
+            lambda: P.qian_klabjan_simulation(widths=(4,), dtype="float64"),
+            TypeError,
+            "dtype must be a floating",
+        ),
+        (
+            lambda: P.qian_klabjan_simulation(widths=(4,), dtype=torch.int64),
+            TypeError,
+            "dtype must be a floating",
+        ),
+        (lambda: P.qian_klabjan_simulation(widths=(4,), mean="1"), TypeError, "mean must be a real number"),
+        (
+            lambda: P.qian_klabjan_simulation(widths=(4,), mean=float("nan")),
+            ValueError,
+            "mean must be finite",
+        ),
+        (
+            lambda: P.input_second_moment("model", nn.Linear(2, 2), torch.ones(1, 2)),
+            TypeError,
+            "model must be",
+        ),
+        (lambda: P.unprune("fc"), TypeError, "module must be a torch.nn.Module"),
+        (lambda: P.pruning_mask("fc"), TypeError, "module must be a torch.nn.Module"),
+    ],
+)
+def test_public_functions_refuse_wrong_types_at_the_boundary(call, err, match):
+    with pytest.raises(err, match=match):
+        call()

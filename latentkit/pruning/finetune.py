@@ -148,6 +148,10 @@ def freeze_all_but(model: nn.Module, params: Iterable[str | torch.Tensor | nn.Mo
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if isinstance(params, (str, nn.Module, torch.Tensor)) or not hasattr(params, "__iter__"):
+        raise TypeError(
+            f"params must be a list of parameter names, parameters or modules; got {type(params).__name__}"
+        )
     named = dict(model.named_parameters())
     by_id = {id(p): p for p in named.values()}
     keep: dict[int, nn.Parameter] = {}

@@ -28,8 +28,11 @@ program (``torch.bmm``); seeded with a ``torch.Generator`` on ``device``.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -168,6 +171,16 @@ def qian_klabjan_simulation(
         ``gap`` (estimated sup over the unit ball of ``max_k |f_k - f~_k|``), ``output_sup`` (same
         estimate of ``sup |f|``, on the sampled points) and ``relative_gap = gap / output_sup``.
     """
+    for arg, value in (("widths", widths), ("prune_fractions", prune_fractions), ("thresholds", thresholds),
+                       ("methods", methods)):  # fmt: skip
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise TypeError(f"{arg} must be a sequence; got {type(value).__name__}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype; got {dtype!r}")
+    if isinstance(mean, bool) or not isinstance(mean, (numbers.Real, np.number)):
+        raise TypeError(f"mean must be a real number; got {type(mean).__name__}")
+    if not math.isfinite(float(mean)):
+        raise ValueError(f"mean must be finite; got {mean!r}")
     widths = [check_int(w, "width", minimum=1) for w in widths]
     if not widths:
         raise ValueError("widths is empty")

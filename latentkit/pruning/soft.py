@@ -31,6 +31,8 @@ def _rows(w: torch.Tensor, dim: int | None) -> torch.Tensor:
     w = w.detach().to(torch.float64)
     if dim is None:
         return w.reshape(1, -1)
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be 0 or None; got {type(dim).__name__}")
     if dim != 0:
         raise ValueError(
             f"dim must be 0 (one value per output neuron/channel) or None (whole tensor); got {dim}"
@@ -155,6 +157,15 @@ def lq_tail_scores(
     nonzero = still present) restricts the computation to the surviving weights.
     """
     w = as_tensor(weight, "weight", min_dim=1)
+    q = check_positive(q, "q")
+    keep_fraction = check_fraction(keep_fraction, "keep_fraction")
+    if candidates is not None:
+        if not isinstance(candidates, torch.Tensor):
+            raise TypeError(f"candidates must be a torch.Tensor; got {type(candidates).__name__}")
+        if tuple(candidates.shape) != tuple(w.shape):
+            raise ValueError(
+                f"candidates shape {tuple(candidates.shape)} differs from weight shape {tuple(w.shape)}"
+            )
     a = _rows(w, 0).abs()
     if candidates is not None:
         a = a * (candidates.reshape(a.shape) != 0)

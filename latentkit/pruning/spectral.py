@@ -97,7 +97,7 @@ def ridge_reconstruction_error(
     S = _check_cov(S)
     lam = check_positive(lam, "lam")
     M = None if metric is None else _check_metric(metric, S)
-    J = list(J)
+    J = _check_index(J, S.shape[0])
     if not J:
         R = S
     else:
@@ -108,6 +108,16 @@ def ridge_reconstruction_error(
             return float((torch.trace(S) - torch.trace(SFJ @ torch.linalg.solve(K, SFJ.T))).item())
         R = S - SFJ @ torch.linalg.solve(K, SFJ.T)
     return float(torch.trace(R if M is None else M @ R).item())
+
+
+def _check_index(J: Sequence[int], F: int) -> list[int]:
+    """``J`` as a list of distinct node indices in [0, F), or a clear error."""
+    if isinstance(J, (str, bytes)) or not hasattr(J, "__iter__"):
+        raise TypeError(f"J must be a sequence of node indices; got {type(J).__name__}")
+    out = [check_int(j, "node index", minimum=0, maximum=F - 1) for j in J]
+    if len(set(out)) != len(out):
+        raise ValueError(f"J holds repeated node indices: {out}")
+    return out
 
 
 def _check_metric(metric: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
@@ -143,7 +153,7 @@ def reconstruction_matrix(S: torch.Tensor, J: Sequence[int], lam: float) -> torc
     r""":math:`A = S_{FJ} (S_{JJ} + \lambda I)^{-1}`, ``(F, |J|)`` float64: :math:`x_F \approx A x_J`."""
     S = _check_cov(S)
     lam = check_positive(lam, "lam")
-    idx = torch.as_tensor(list(J), device=S.device, dtype=torch.long)
+    idx = torch.as_tensor(_check_index(J, S.shape[0]), device=S.device, dtype=torch.long)
     K = S[idx][:, idx] + lam * torch.eye(len(idx), dtype=S.dtype, device=S.device)
     # A K = S_FJ  <=>  K A^T = S_JF (K symmetric)
     return torch.linalg.solve(K, S[idx, :]).T
@@ -221,6 +231,10 @@ def input_second_moment(
     convolution the nodes are channels and every spatial position of every image is a sample.
     Returns ``(C, C)`` on the activations' device.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module; got {type(module).__name__}")
     store = {}
 
     def hook(mod, args):
