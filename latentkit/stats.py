@@ -52,16 +52,8 @@ __all__ = [
 
 #: What :func:`correlations` does with NaN values in a measure or target column.
 NAN_POLICIES = ("raise", "omit")
-_CORR_KEYS = (
-    "spearman",
-    "spearman_p",
-    "spearman_low",
-    "spearman_high",
-    "kendall",
-    "kendall_p",
-    "kendall_low",
-    "kendall_high",
-)
+#: spearman, spearman_p, spearman_low, spearman_high, then the same for kendall.
+_CORR_KEYS = tuple(f"{c}{s}" for c in ("spearman", "kendall") for s in ("", "_p", "_low", "_high"))
 _SUMMARY_KEYS = ["network", "dataset", "method", "sparsity"]
 
 
@@ -183,14 +175,8 @@ def _corr_with_ci(
         return res
     sr = _sps.spearmanr(x, y)
     kt = _sps.kendalltau(x, y)
-    res.update(
-        {
-            "spearman": float(sr.statistic),
-            "spearman_p": float(sr.pvalue),
-            "kendall": float(kt.statistic),
-            "kendall_p": float(kt.pvalue),
-        }
-    )
+    res.update(spearman=float(sr.statistic), spearman_p=float(sr.pvalue))
+    res.update(kendall=float(kt.statistic), kendall_p=float(kt.pvalue))
     idx = rng.integers(0, n, size=(n_boot, n))
     bx, by = x[idx], y[idx]
     alpha = (1.0 - ci) / 2
