@@ -8,7 +8,7 @@
 ``python -m latentkit report DIR [--n-boot N]``
     Reads ``DIR/results.csv`` (and ``DIR/dense.csv``) and writes ``DIR/report/``: ``summary.csv``,
     ``correlations.csv`` (levels cells / epochs / within), ``claims.csv`` (the paper's claims as
-    verdicts), ``summary.txt`` and the book's figures.
+    verdicts), ``summary.txt`` and the book's figures (:func:`latentkit.report.write_report`).
 ``python -m latentkit plan CONFIG [--tflops T] [--loader-images-per-worker R]``
     Prints what the grid costs before it runs (:func:`latentkit.grid.plan_grid`): cells, result
     rows, GPU-hours per network and phase at the stated throughput, and the disk the dense cache takes.
@@ -26,11 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import pandas as pd
-
 from . import stats
+from .report import format_table, write_report
 
-__all__ = ["main", "write_report"]
+__all__ = ["main"]
 
 
 class UsageError(Exception):
@@ -42,10 +41,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
-
-
-def _fmt(df: pd.DataFrame) -> str:
-    return df.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
 def _threads(text: str) -> int:
@@ -88,7 +83,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     n_cells = df.groupby(["network", "dataset", "method", "sparsity", "trial"]).ngroups
     print(f"\n{len(df)} rows ({n_cells} cells) in {elapsed:.1f} s -> {out / 'results.csv'}")
     print("\nLast epoch, trial means (accuracy in %, PD in percentage points):")
-    print(_fmt(stats.summarize(df)))
+    print(format_table(stats.summarize(df)))
     corr = stats.correlations(df, level="cells", n_boot=200)
     cols = [
         "network",
@@ -103,7 +98,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         "kendall_high",
     ]
     print("\nCorrelation with PD_test across the grid's cells (last epoch, 95% bootstrap CI):")
-    print(_fmt(corr[cols]))
+    print(format_table(corr[cols]))
     return 0
 
 
@@ -135,69 +130,6 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print(f"\nDisk: dense-network cache {disk['cache (GB)'].sum():.3g} GB")
     print(disk.to_string(float_format=lambda v: f"{v:.4g}"))
     return 0
-
-
-def write_report(out_dir: str | Path, n_boot: int = 1000) -> list[Path]:
-    """Write tables and figures of a finished grid in ``out_dir/report``; return the files written.
-
-    The figures are the book's own (:mod:`latentkit.plots`) and the verdicts those of
-    :func:`latentkit.claims.paper_claims`, so a report and a chapter show the same thing.
-    """
-    import matplotlib.pyplot as plt
-
-    from . import plots
-    from .claims import paper_claims
-
-    out_dir = Path(out_dir)
-    path = out_dir / "results.csv"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: run `python -m latentkit run CONFIG --out {out_dir}` first"
-        )
-    df = pd.read_csv(path)
-    rep = out_dir / "report"
-    rep.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    summary = stats.summarize(df)
-    summary.to_csv(rep / "summary.csv", index=False)
-    written.append(rep / "summary.csv")
-    corr = pd.concat(
-        [
-            stats.correlations(df, level=lv, n_boot=n_boot, targets=("pd_test", "pd_train"))
-            for lv in ("cells", "epochs", "within")
-        ],
-        ignore_index=True,
-    )
-    corr.to_csv(rep / "correlations.csv", index=False)
-    written.append(rep / "correlations.csv")
-    verdicts = paper_claims(df, n_boot=n_boot)
-    verdicts.to_csv(rep / "claims.csv", index=False)
-    written.append(rep / "claims.csv")
-    with open(rep / "summary.txt", "w") as f:
-        f.write("Last epoch, trial means (accuracy in %, PD in percentage points)\n")
-        f.write(_fmt(summary) + "\n\nCorrelations with PD (cells and epochs levels)\n")
-        f.write(_fmt(corr[corr["level"] != "within"].drop(columns=["note"])) + "\n")
-        f.write("\nThe paper's claims (latentkit.claims.paper_claims)\n")
-        f.write(_fmt(verdicts[["claim", "measure", "passed", "tests", "verdict"]]) + "\n")
-    written.append(rep / "summary.txt")
-    scale = str(df["scale"].iloc[0]) if "scale" in df.columns else None
-    figures = [
-        (f"curves_{net}_{ds}.png", lambda net=net, ds=ds: plots.ap_pd_curves(df, net, ds, scale=scale))
-        for net, ds in df.groupby(["network", "dataset"], sort=False).groups
-    ]
-    dense_path = out_dir / "dense.csv"
-    if dense_path.is_file():
-        dense = pd.read_csv(dense_path)
-        figures += [
-            (f"dense_curves_{net}.png", lambda net=net: plots.dense_curves(dense, net, scale=scale))
-            for net in dict.fromkeys(dense["network"])
-        ]
-    for name, draw in figures:
-        fig = draw()
-        fig.savefig(rep / name, dpi=100)
-        plt.close(fig)
-        written.append(rep / name)
-    return written
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
