@@ -170,18 +170,17 @@ def _pct(s: float) -> str:
 def config_table(config: Any) -> pd.DataFrame:
     """The settings of an :class:`~latentkit.grid.ExperimentConfig`, one row per (network, dataset).
 
-    Columns: ``network``, ``dataset``, ``scale``, ``dense epochs``, ``dense lr``, ``fine-tune epochs``,
+    Columns: ``network``, ``dataset``, ``scale`` (the config's size ``preset``: the column keeps the
+    name of the results table's ``scale`` column), ``dense epochs``, ``dense lr``, ``fine-tune epochs``,
     ``fine-tune lr``, ``batch`` (dense/fine-tune), ``methods``, ``sparsities``, ``trials``,
     ``engine``, ``AP3 latents`` and ``data subset`` (``max_train_samples``/``max_test_samples``,
     "all" when unset) -- what a chapter shows before its figures.
     """
-    for attr in ("networks", "datasets", "per_network", "methods", "sparsities", "ap3"):
+    for attr in ("networks", "datasets", "per_network", "methods", "sparsities", "ap3", "preset"):
         if not hasattr(config, attr):
             raise TypeError(
                 f"config must be an ExperimentConfig (no attribute {attr!r}); got {type(config).__name__}"
             )
-    # the size preset: ``preset`` since the grid's rename of ``scale`` (the column keeps its name)
-    preset = config.preset if hasattr(config, "preset") else config.scale
     rows = []
     for net in config.networks:
         for ds in config.datasets:
@@ -190,7 +189,7 @@ def config_table(config: Any) -> pd.DataFrame:
                 {
                     "network": network_label(net),
                     "dataset": ds,
-                    "scale": preset,
+                    "scale": config.preset,
                     "dense epochs": config.per_network("dense_epochs", net, ds),
                     "dense lr": config.per_network("dense_lr", net, ds),
                     "fine-tune epochs": config.finetune_epochs,
