@@ -526,3 +526,131 @@ def test_bias_validation(softmax_problem):
         theory.check_margin_bound(W, W, X, y, b * float("nan"))
     with pytest.raises(ValueError, match="two classes"):
         theory.check_margin_bound(W[:1], W[:1], X, torch.zeros_like(y))
+
+
+# --------------------------------------------------------------------------------------------------
+# issue 12: hostile inputs at the boundary of theory
+# --------------------------------------------------------------------------------------------------
+def _iso_pair(dtype=torch.float64):
+    w = torch.linspace(-1.0, 1.0, 12, dtype=dtype)
+    return IsotropicNormal(w, 0.5), IsotropicNormal(w * (w.abs() > 0.4), 0.5)
+
+
+_LAW_CHECKS = [
+    theory.check_gaussian_kl,
+    theory.check_kl_decomposition,
+    theory.check_eigen_sandwich,
+    theory.check_ap2_implies_ap3,
+    theory.check_ap3_implies_ap2,
+    theory.check_pinsker,
+    lambda p, q: theory.check_monte_carlo_rate(p, q, sample_sizes=(50, 100), repeats=3),
+]
+
+
+@pytest.mark.parametrize("check", _LAW_CHECKS)
+@pytest.mark.parametrize("bad", ["p", 1.0, torch.zeros(12), None])
+def test_law_checks_refuse_non_laws_naming_the_argument(check, bad):
+    p, q = _iso_pair()
+    with pytest.raises(TypeError, match="^p must be a torch.distributions.Distribution"):
+        check(bad, q)
+    with pytest.raises(TypeError, match="^q must be a torch.distributions.Distribution"):
+        check(p, bad)
+
+
+@pytest.mark.parametrize("check", _LAW_CHECKS)
+def test_law_checks_refuse_mismatched_dtypes(check):
+    p, _ = _iso_pair(torch.float64)
+    _, q = _iso_pair(torch.float32)
+    with pytest.raises(TypeError, match="p and q must have the same dtype"):
+        check(p, q)
+
+
+def test_covariance_eigen_range_and_checks_table_wrong_types():
+    with pytest.raises(TypeError, match="^dist must be"):
+        theory.covariance_eigen_range("law")
+    with pytest.raises(TypeError, match="needs a Gaussian latent"):
+        theory.covariance_eigen_range(MultivariateStudentT(torch.zeros(3, dtype=torch.float64), df=4.0))
+    with pytest.raises(TypeError, match="checks must be a sequence"):
+        theory.checks_table("claims")
+    empty = theory.checks_table([])
+    assert len(empty) == 0 and list(empty.columns) == ["claim", "lhs", "relation", "rhs", "holds"]
+
+
+@pytest.mark.parametrize(
+    "call, arg",
+    [
+        (lambda p, q, w: theory.check_gaussian_kl(p, q, rtol=True), "rtol"),
+        (lambda p, q, w: theory.check_gaussian_kl(p, q, max_dim=10.0), "max_dim"),
+        (lambda p, q, w: theory.check_eigen_sandwich(p, q, rtol="0"), "rtol"),
+        (lambda p, q, w: theory.check_ap2_implies_ap3(p, q, eps=True), "eps"),
+        (lambda p, q, w: theory.check_ap3_implies_ap2(p, q, eps="0.1"), "eps"),
+        (lambda p, q, w: theory.check_isotropic_proportionality(w, w * 0.5, True), "scale"),
+        (lambda p, q, w: theory.check_student_t_limit(w, w * 0.5, scale=False), "scale"),
+        (lambda p, q, w: theory.check_student_t_limit(w, w * 0.5, dfs="1248"), "dfs"),
+        (lambda p, q, w: theory.check_student_t_limit(w, w * 0.5, dfs=(True, 4.0)), "df"),
+        (lambda p, q, w: theory.check_monte_carlo_rate(p, q, sample_sizes="ab"), "sample_sizes"),
+        (lambda p, q, w: theory.check_monte_carlo_rate(p, q, repeats=True), "repeats"),
+        (lambda p, q, w: theory.check_monte_carlo_rate(p, q, seed="0"), "seed"),
+        (lambda p, q, w: theory.check_pinsker(p, q, seed=1.5), "seed"),
+        (lambda p, q, w: theory.check_pinsker(p, q, num_samples=True), "num_samples"),
+    ],
+)
+def test_booleans_and_strings_are_not_numbers(call, arg):
+    p, q = _iso_pair()
+    with pytest.raises(TypeError, match=f"^{arg} must be"):
+        call(p, q, torch.linspace(-1.0, 1.0, 12, dtype=torch.float64))
+
+
+def test_student_t_without_a_mean_is_still_a_valid_law():
+    """df <= 1 has no mean; the checks use the law's location, not its mean, for device and dtype."""
+    loc = torch.linspace(-1.0, 1.0, 4, dtype=torch.float64)
+    p, q = MultivariateStudentT(loc, df=1.0), MultivariateStudentT(loc * 0.5, df=1.0)
+    c = theory.check_pinsker(p, q, num_samples=20_000, seed=0)
+    assert c and c.details["method"].startswith("Monte Carlo")
+
+
+def test_monte_carlo_rate_of_identical_laws_is_an_error_not_nan():
+    p, _ = _iso_pair()
+    with pytest.raises(ValueError, match="no rate to measure"):
+        theory.check_monte_carlo_rate(p, p, sample_sizes=(50, 100), repeats=3)
+
+
+def test_linear_checks_wrong_labels_and_overflow(softmax_problem):
+    W, b, X, y = softmax_problem
+    Wp = W * (W.abs() > 1.0)
+    with pytest.raises(TypeError, match="labels must be integer class indices"):
+        theory.check_margin_bound(W, Wp, X, ["a"] * len(y))
+    with pytest.raises(TypeError, match="labels must be an integer tensor"):
+        theory.softmax_cross_entropy(W, X, y.double())
+    with pytest.raises(TypeError, match="^features must have a floating dtype"):
+        theory.check_softmax_loss_bound(W, Wp, X.long(), y)
+    with pytest.raises(TypeError, match="latent_kwargs must be a dict"):
+        theory.check_softmax_loss_bound(W, Wp, X, y, latent_kwargs=["scale", 1.0])
+    for check in (
+        theory.check_softmax_loss_bound,
+        theory.check_margin_bound,
+        theory.check_laplace_second_order,
+    ):
+        with pytest.raises(ValueError, match="logits X W\\^T \\+ b overflow"):
+            check(W * 1e300, Wp, X * 1e300, y)
+        with pytest.raises(ValueError, match="^weight must have at least 2 dimension"):
+            check(W[0], Wp[0], X, y)
+        with pytest.raises(ValueError, match="^features is empty"):
+            check(W, Wp, X[:0], y[:0])
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 1000), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_linear_checks_on_weights_that_require_grad(seed, dtype):
+    """A weight that requires grad (a Parameter's expression) gives the same Check as its detached copy."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(60, 5, generator=g, dtype=dtype)
+    W = torch.randn(3, 5, generator=g, dtype=dtype)
+    y = torch.randint(0, 3, (60,), generator=g)
+    Wp = W * (W.abs() > 0.5)
+    Wg = W.clone().requires_grad_(True) * 1.0  # a non-leaf that requires grad
+    for check in (theory.check_softmax_loss_bound, theory.check_margin_bound):
+        assert str(check(Wg, Wp, X, y)) == str(check(W, Wp, X, y))
+    lap_g = theory.check_laplace_second_order(Wg, Wp, X, y, step=0.1)
+    lap = theory.check_laplace_second_order(W, Wp, X, y, step=0.1)
+    assert lap_g.lhs == lap.lhs and lap_g.rhs == lap.rhs
