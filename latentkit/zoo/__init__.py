@@ -65,16 +65,10 @@ from .networks import (
     imagenet_weights_path,
 )
 
-#: Alias of :data:`latentkit.options.PRESETS`, kept while ``latentkit.experiments`` still reads it.
-SCALES = PRESETS
-#: Former private name of :func:`check_cifar_present`, kept while ``latentkit.experiments`` still calls it.
-_check_cifar_present = check_cifar_present
-
 __all__ = [
     "NETWORKS",
     "DATASETS",
     "PRESETS",
-    "SCALES",
     "QUICK_WIDTH",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
