@@ -256,8 +256,10 @@ def prune(
           exactly ``amount`` (reported in ``info["epsilon"]``);
         * ``"spectral"`` Suzuki et al. node selection with next-layer rewiring (options ``inputs``
           (required, a batch for ``model``), ``lam`` (default ``1e-2 * tr(S) / F``), ``next_layer``,
-          ``forward``); ``amount`` counts nodes (output neurons/channels); scope must be ``"layer"``;
-          the following layer's weights are rewritten (see :mod:`latentkit.pruning.spectral`).
+          ``forward``, ``theta`` >= 0 (default 0), the weight of the output-aware term in the
+          criterion :math:`L_A + \theta L_B`); ``amount`` counts nodes (output neurons/channels);
+          scope must be ``"layer"``; the following layer's weights are rewritten (see
+          :mod:`latentkit.pruning.spectral` and :mod:`latentkit.pruning.spectral_prune`).
     amount : float in [0, 1] or int >= 0
         Fraction (rounded like torch: ``round(amount * n)``) or count of the *present* entries
         (rows/nodes for structured/spectral) to prune, per layer (``scope="layer"``) or over all the
@@ -281,6 +283,13 @@ def prune(
     Exact counts and ties: the k entries pruned are the k smallest (largest for ``highest``) under
     the order (score, position), position being the flat index within a layer, layers in module
     order for ``scope="global"``. Already pruned entries are never selected again.
+
+    Tied weights (one tensor shared by several modules) are pruned once: the mask is computed on
+    the first selected module that uses the tensor and shared by every module that uses it (see
+    :mod:`latentkit.pruning.state`); ``spectral`` refuses them. Weights with NaN or infinite
+    entries are refused (``ValueError`` naming the layer).
+
+    Methods are dispatched through :data:`latentkit.pruning.REGISTRY`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
