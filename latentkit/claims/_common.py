@@ -25,7 +25,7 @@ TIE_RTOL = 1e-9
 
 def _round_pd(df: pd.DataFrame, target: str) -> pd.DataFrame:
     """``df`` with its ``target`` column rounded to :data:`PD_DECIMALS` (a copy; ``df`` is untouched)."""
-    check_columns(df, [target], "results table")
+    check_columns(df, [target], "df (the results table)")
     return df.assign(**{target: df[target].round(PD_DECIMALS)})
 
 
@@ -37,14 +37,14 @@ def _select(
         raise TypeError(f"target must be a column name (str); got {type(target).__name__}")
     if isinstance(measures, str):
         raise TypeError(f"measures must be a list of column names, not the string {measures!r}")
-    check_columns(df, _KEYS + ["ap2", target], "results table")
+    check_columns(df, _KEYS + ["ap2", target], "df (the results table)")
     df = _round_pd(df, target)
     if measures is None:
         measures = ["ap2"] + [c for c in df.columns if str(c).startswith("ap3_")]
     measures = list(measures)
     if not measures:
         raise ValueError("measures must name at least one AP column")
-    check_columns(df, measures, "results table")
+    check_columns(df, measures, "df (the results table)")
     if target in measures:
         raise ValueError(f"target {target!r} is also listed among the measures")
     for col, val in (("network", network), ("dataset", dataset)):

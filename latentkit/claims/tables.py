@@ -79,7 +79,7 @@ def correlation_levels(
     -------
     DataFrame with the columns of :func:`~latentkit.stats.correlations`.
     """
-    check_columns(df, ["epoch"], "results table")
+    check_columns(df, ["epoch"], "df (the results table)")
     df = _round_pd(df, target)
     names = [name for name, _, _ in resolve_levels(levels, int(df["epoch"].max()))]
     return correlations_by_level(
@@ -259,7 +259,7 @@ def settled_cells(
     if isinstance(measures, str):
         raise TypeError(f"measures must be a list of column names, not the string {measures!r}")
     measures = list(measures)
-    check_columns(df, _KEYS + measures, "results table")
+    check_columns(df, _KEYS + measures, "df (the results table)")
     for m in measures:
         if not np.isfinite(df[m].to_numpy(float)).all():
             raise ValueError(f"column {m!r} holds NaN or infinite values")

@@ -29,7 +29,7 @@ def _given_correlations(
     check_columns(
         corr,
         ["network", "dataset", "level", "measure", "target", "spearman", "spearman_low", "spearman_high"],
-        "correlation table",
+        "corr (the correlation table)",
     )
     corr = corr[corr["level"].isin(levels) & (corr["target"] == target) & corr["measure"].isin(measures)]
     need = {

@@ -59,7 +59,7 @@ def dense_curves(
     matplotlib.figure.Figure
     """
     cols = ["network", "dataset", "epoch", "train_loss", "test_loss", "train_acc", "test_acc"]
-    check_columns(dense, cols, "dense table")
+    check_columns(dense, cols, "dense (the dense table)")
     network = _pick(dense, "network", network, "network")
     d = dense[dense["network"] == network]
     datasets = list(pd.unique(d["dataset"]))
@@ -126,7 +126,7 @@ def ap_pd_curves(
     -------
     matplotlib.figure.Figure
     """
-    check_columns(df, ["network", "dataset", "method", "sparsity", "epoch"], "results table")
+    check_columns(df, ["network", "dataset", "method", "sparsity", "epoch"], "df (the results table)")
     if measures is None:
         ap3 = [c for c in df.columns if str(c).startswith("ap3_")]
         pick = "ap3_laplace_kron" if "ap3_laplace_kron" in ap3 else (ap3[0] if ap3 else None)
@@ -134,7 +134,7 @@ def ap_pd_curves(
     measures = list(measures)
     if not measures:
         raise ValueError("measures must name at least one column")
-    check_columns(df, measures, "results table")
+    check_columns(df, measures, "df (the results table)")
     network = _pick(df, "network", network, "network")
     d = df[df["network"] == network]
     dataset = _pick(d, "dataset", dataset, "dataset")
@@ -224,7 +224,9 @@ def ap_pd_scatter(
     -------
     matplotlib.figure.Figure
     """
-    check_columns(df, ["network", "dataset", "method", "sparsity", "epoch", measure, target], "results table")
+    check_columns(
+        df, ["network", "dataset", "method", "sparsity", "epoch", measure, target], "df (the results table)"
+    )
     network = _pick(df, "network", network, "network")
     d = df[df["network"] == network]
     datasets, epochs = _scatter_selection(d, network, datasets, epochs)
@@ -305,7 +307,9 @@ def correlation_forest(
     matplotlib.figure.Figure
     """
     check_columns(
-        corr, ["measure", "target", "level", "spearman", "spearman_low", "spearman_high"], "correlation table"
+        corr,
+        ["measure", "target", "level", "spearman", "spearman_low", "spearman_high"],
+        "corr (the correlation table)",
     )
     if (corr["level"] == "within").any():
         raise ValueError(
