@@ -247,3 +247,20 @@ def test_cell_file_with_valid_checksum_but_wrong_content_is_recomputed(tmp_path,
     pd.testing.assert_frame_equal(df[cols], again[cols], check_exact=True)
     assert store.get_json("cells", digest)["rows"][0]["method"] == "lowest"
     assert Path(tmp_path / "results.csv").is_file()
+
+
+def test_dense_file_with_valid_checksum_but_wrong_content_is_retrained(tmp_path):
+    from latentkit.grid.keys import dense_key
+
+    cfg = ExperimentConfig.from_dict(TINY)
+    df = run_grid(cfg, tmp_path)
+    digest = config_hash(dense_key(make_plan(cfg, "alexnet", "standin10", 0)))
+    store = CacheStore(tmp_path / "cache")
+    store.put_torch("dense", digest, {"weights": torch.zeros(2)})  # checksum valid, no state_dict / history
+    for p in (tmp_path / "cache" / "cells").glob("*.json"):
+        p.unlink()  # the cells must be recomputed from the dense network
+    with pytest.warns(RuntimeWarning, match="valid checksum but not a dense network entry"):
+        again = run_grid(cfg, tmp_path)
+    cols = [c for c in df.columns if c != "wall_time_s"]
+    pd.testing.assert_frame_equal(df[cols], again[cols], check_exact=True)
+    assert "state_dict" in store.get_torch("dense", digest)

@@ -377,6 +377,20 @@ class ExactEngine(FineTuneEngine):
         return rows
 
     @staticmethod
+    def _optimizer(model: nn.Module, plan: GroupPlan, lname: str) -> MaskedOptimizer:
+        """SGD on the trainable weights (last layer, or every layer with ``layers="all"``), masks held."""
+        if plan.layers == "all":  # every parameter trainable, pruned entries held at 0
+            for p_ in model.parameters():
+                p_.requires_grad_(True)
+            params = list(model.parameters())
+        else:
+            params = freeze_all_but(model, [f"{lname}.weight", f"{lname}.bias"])
+        sgd = torch.optim.SGD(
+            params, lr=float(plan.finetune_lr), momentum=plan.momentum, weight_decay=plan.weight_decay
+        )
+        return MaskedOptimizer(sgd, model=model)
+
+    @staticmethod
     def _cell(
         group: DenseGroup,
         method: str,
@@ -419,17 +433,8 @@ class ExactEngine(FineTuneEngine):
             )
 
         evaluate_and_record(0)
-        if plan.layers == "all":  # every parameter trainable, pruned entries held at 0
-            for p_ in model.parameters():
-                p_.requires_grad_(True)
-            params = list(model.parameters())
-        else:
-            params = freeze_all_but(model, [f"{lname}.weight", f"{lname}.bias"])
         lr, epochs = float(plan.finetune_lr), plan.finetune_epochs
-        opt = MaskedOptimizer(
-            torch.optim.SGD(params, lr=lr, momentum=plan.momentum, weight_decay=plan.weight_decay),
-            model=model,
-        )
+        opt = ExactEngine._optimizer(model, plan, lname)
         seed = finetune_seed(plan)
         g, aug_g = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
         ds = group.views["train_finetune"]

@@ -25,7 +25,7 @@ from .data import dataset_views
 from .engines import group_rows
 from .keys import cell_key, dense_key
 from .plan import GroupPlan, group_plans
-from .training import dense_model
+from .training import cached_dense_entry, dense_model
 
 __all__ = ["ID_COLUMNS", "TIMING_COLUMNS", "dense_table", "run_grid"]
 
@@ -156,7 +156,7 @@ def _dense_rows(plans: list[GroupPlan], store: CacheStore) -> pd.DataFrame:
     """Training curves of the groups' dense networks (trained through the cache if missing)."""
     rows = []
     for plan in plans:
-        entry = store.get_torch("dense", config_hash(dense_key(plan)))
+        entry = cached_dense_entry(store, config_hash(dense_key(plan)))
         if entry is None:
             _, history = dense_model(plan, store, dataset_views(plan))
         else:

@@ -21,7 +21,15 @@ from .data import batches, dataset_views, is_tensor_dataset, prepare_model, to_i
 from .keys import dense_key
 from .plan import GroupPlan
 
-__all__ = ["cosine_lr", "dense_model", "evaluate", "features", "sgd_epoch", "train_dense"]
+__all__ = [
+    "cached_dense_entry",
+    "cosine_lr",
+    "dense_model",
+    "evaluate",
+    "features",
+    "sgd_epoch",
+    "train_dense",
+]
 
 
 def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
@@ -135,12 +143,29 @@ def train_dense(
     return state, history
 
 
+def cached_dense_entry(store: CacheStore, digest: str) -> dict[str, Any] | None:
+    """The cached dense entry ``{"state_dict", "history", ...}`` of ``digest``, or ``None`` when it is
+    missing, corrupted, or holds something else (a valid checksum over the wrong content is warned
+    about, deleted and retrained)."""
+    entry = store.get_torch("dense", digest)
+    if entry is None:
+        return None
+    if not (
+        isinstance(entry, dict)
+        and isinstance(entry.get("state_dict"), dict)
+        and isinstance(entry.get("history"), list)
+    ):
+        store.discard(store.path("dense", digest, ".pt"), "valid checksum but not a dense network entry")
+        return None
+    return entry
+
+
 def dense_model(
     plan: GroupPlan, store: CacheStore, views: dict[str, Any], progress: bool = False
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """The group's dense model from the cache (trained and stored first if missing), in eval mode."""
     key = config_hash(dense_key(plan))
-    entry = store.get_torch("dense", key)
+    entry = cached_dense_entry(store, key)
     if entry is None:
         state, history = train_dense(plan, views, progress=progress)
         store.put_torch("dense", key, {"state_dict": state, "history": history, "key": dense_key(plan)})
