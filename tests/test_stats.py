@@ -320,3 +320,17 @@ def test_claims_and_plots_refuse_empty_or_incomplete_tables():
             pd.DataFrame({"measure": ["ap2"], "target": ["pd_test"], "level": ["cells"], "spearman": [0.5]})
         )
     assert stats.NAN_POLICIES == ("raise", "omit")
+
+
+def test_plots_refuse_strings_for_lists_and_numbers():
+    df = table()
+    with pytest.raises(TypeError, match="measures must be a list of names"):
+        plots.ap_pd_curves(df, measures="ap2")
+    with pytest.raises(TypeError, match="methods must be a list of names"):
+        plots.ap_pd_curves(df, methods="lowest")
+    with pytest.raises(TypeError, match="epochs must be an integer"):
+        plots.ap_pd_scatter(df, epochs=["0"])
+    with pytest.raises(TypeError, match="epochs must be a list"):
+        plots.ap_pd_scatter(df, epochs="0")
+    with pytest.raises(TypeError, match="datasets must be a list of names"):
+        plots.ap_pd_scatter(df, datasets="d")

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from .._checks import check_columns
+from .._checks import check_columns, check_int
 from .style import (
     _MARKERS,
     METHOD_COLORS,
@@ -131,6 +131,8 @@ def ap_pd_curves(
         ap3 = [c for c in df.columns if str(c).startswith("ap3_")]
         pick = "ap3_laplace_kron" if "ap3_laplace_kron" in ap3 else (ap3[0] if ap3 else None)
         measures = ["ap2"] + ([pick] if pick else []) + ["pd_test"]
+    _check_names(measures, "measures")
+    _check_names(methods, "methods")
     measures = list(measures)
     if not measures:
         raise ValueError("measures must name at least one column")
@@ -422,12 +424,15 @@ def _scatter_selection(
 ) -> tuple[list[str], list[int]]:
     """The rows (datasets) and columns (epochs) of :func:`ap_pd_scatter`; each must be in ``d``."""
     present = list(pd.unique(d["dataset"]))
+    _check_names(datasets, "datasets")
     datasets = present if datasets is None else list(datasets)
     missing = [x for x in datasets if x not in present]
     if missing:
         raise ValueError(f"dataset(s) {missing} not in the table for {network}; it holds {present}")
     last = int(d["epoch"].max())
-    epochs = [0, last] if epochs is None else [int(e) for e in epochs]
+    if isinstance(epochs, str):
+        raise TypeError(f"epochs must be a list of integers; got the string {epochs!r}")
+    epochs = [0, last] if epochs is None else [check_int(e, "epochs", minimum=0) for e in epochs]
     absent = [e for e in epochs if e not in set(d["epoch"].astype(int))]
     if absent:
         raise ValueError(f"epoch(s) {absent} not in the table (epochs 0..{last})")
@@ -470,3 +475,9 @@ def _scatter_legend(
         loc="outside right center",
         fontsize="small",
     )
+
+
+def _check_names(value: Any, name: str) -> None:
+    """A TypeError for a bare string where a list of names is expected (``"ap2"`` is not ``["ap2"]``)."""
+    if isinstance(value, str):
+        raise TypeError(f"{name} must be a list of names, not the string {value!r}")
