@@ -654,3 +654,15 @@ def test_linear_checks_on_weights_that_require_grad(seed, dtype):
     lap_g = theory.check_laplace_second_order(Wg, Wp, X, y, step=0.1)
     lap = theory.check_laplace_second_order(W, Wp, X, y, step=0.1)
     assert lap_g.lhs == lap.lhs and lap_g.rhs == lap.rhs
+
+
+def test_labels_must_be_a_vector_and_extreme_scales_do_not_raise_overflowerror(softmax_problem):
+    W, b, X, y = softmax_problem
+    assert theory.softmax_cross_entropy(W, X, y[:, None]) == theory.softmax_cross_entropy(W, X, y)
+    with pytest.raises(ValueError, match="labels must be a vector"):
+        theory.softmax_cross_entropy(W, X, y.reshape(2, -1))
+    from latentkit.theory.gaussian import _over_two_variances
+
+    assert _over_two_variances(2.0, 0.5) == 2.0 / (2 * 0.25)
+    assert _over_two_variances(1e-300, 1e200) == 0.0  # no OverflowError from 1e200 ** 2
+    assert _over_two_variances(1e-300, 1e-160) == pytest.approx(0.5e20, rel=1e-12)  # s^2 underflows

@@ -4,6 +4,8 @@ relations between AP2 and AP3 (eigenvalue sandwich, the two implications, isotro
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -192,7 +194,8 @@ def check_eigen_sandwich(p: Distribution, q: Distribution, *, rtol: float = 1e-9
 
     ``lhs`` = AP3 (latentkit KL), ``rhs`` = ``(lower, upper)``, relation ``"in"`` (with relative slack
     ``rtol`` for round-off). ``details``: ap2, lmin, lmax, and where AP3 sits in the interval
-    (``position`` = 0 at the lower end, 1 at the upper end).
+    (``position`` = 0 at the lower end, 1 at the upper end; NaN when the interval is a single point, as
+    for an isotropic covariance where lmin = lmax).
 
     Parameters
     ----------
@@ -317,6 +320,16 @@ def check_ap3_implies_ap2(
     )
 
 
+def _over_two_variances(a2: float, scale: float) -> float:
+    """:math:`\\mathrm{AP2} / (2 s^2)`, without a Python OverflowError or a division by an underflowed
+    (zero or subnormal) :math:`s^2` at extreme scales (then computed as ``a2 / 2 / s / s``)."""
+    try:
+        s2 = scale**2
+    except OverflowError:
+        s2 = math.inf
+    return a2 / (2 * s2) if sys.float_info.min <= s2 < math.inf else a2 / 2 / scale / scale
+
+
 def check_isotropic_proportionality(
     w: Any,
     w_pruned: Any,
@@ -353,7 +366,7 @@ def check_isotropic_proportionality(
         projection=projection,
         num_chunks=num_chunks,
     )
-    rhs = a2 / (2 * scale**2)
+    rhs = _over_two_variances(a2, scale)
     return Check(
         name="isotropic latent: AP3 = AP2 / (2 s^2)",
         lhs=a3,

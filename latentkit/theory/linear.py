@@ -40,6 +40,8 @@ def _labels(labels: Any, X: torch.Tensor, num_classes: int) -> torch.Tensor:
         labels = torch.as_tensor(arr)
     if labels.dtype not in _INT_DTYPES:
         raise TypeError(f"labels must be an integer tensor of class indices; got {labels.dtype}")
+    if labels.dim() > 1 and not (labels.dim() == 2 and labels.shape[1] == 1):
+        raise ValueError(f"labels must be a vector (n,) or a column (n, 1); got shape {tuple(labels.shape)}")
     y = labels.to(device=X.device, dtype=torch.int64).reshape(-1)
     if y.numel() != X.shape[0]:
         raise ValueError(f"labels must have one entry per feature row ({X.shape[0]}); got {y.numel()}")
