@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import stats
+from .options import ENGINES
 from .report import format_table, write_report
 
 __all__ = ["main"]
@@ -144,9 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run or resume a grid from a YAML/JSON config")
     run.add_argument("config")
     run.add_argument("--out", default=None, help="output folder (default results/<config name>)")
-    run.add_argument(
-        "--engine", choices=["cached", "exact"], default=None, help="override the config's engine"
-    )
+    run.add_argument("--engine", choices=list(ENGINES), default=None, help="override the config's engine")
     run.add_argument("--threads", type=_threads, default=None, help="torch.set_num_threads")
     run.add_argument("--quiet", action="store_true", help="no progress bar or training log")
     run.set_defaults(func=_cmd_run)
