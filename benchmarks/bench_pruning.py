@@ -18,6 +18,7 @@ ratios ours / torch.
 Usage:  python benchmarks/bench_pruning.py [--quick] [--device cpu|cuda] [--threads N]
   --quick: VGG11 features + a narrow classifier (about 16M parameters), runs in well under a minute.
 """
+
 # Importable (the book's performance appendix calls them at a small size): ``measure(size, device,
 # threads)`` runs the four cases (one subprocess each) and returns their raw measurements;
 # ``summarize(res)`` turns them into one row per case and one per scope (ratios ours / torch);
@@ -78,8 +79,13 @@ def build(size="full"):
         m = build_model("vgg16", 1000, scale="quick", width=0.25, seed=0)
     elif size == "quick":
         m = torchvision.models.vgg11(weights=None)
-        m.classifier = torch.nn.Sequential(torch.nn.Linear(25088, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
-                                           torch.nn.ReLU(), torch.nn.Linear(256, 1000))
+        m.classifier = torch.nn.Sequential(
+            torch.nn.Linear(25088, 256),
+            torch.nn.ReLU(),
+            torch.nn.Linear(256, 256),
+            torch.nn.ReLU(),
+            torch.nn.Linear(256, 1000),
+        )
     else:
         m = torchvision.models.vgg16(weights=None)
     return m
@@ -116,7 +122,9 @@ def run_case(case: str, size, device: str, threads: int) -> dict:
         for _, m in layers:
             tp.l1_unstructured(m, "weight", amount=0.5)
     elif case == "torch_global":
-        tp.global_unstructured([(m, "weight") for _, m in layers], pruning_method=tp.L1Unstructured, amount=0.5)
+        tp.global_unstructured(
+            [(m, "weight") for _, m in layers], pruning_method=tp.L1Unstructured, amount=0.5
+        )
     if cuda:
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
@@ -133,8 +141,18 @@ def run_case(case: str, size, device: str, threads: int) -> dict:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             how = "ru_maxrss (process lifetime)"
     zeros = sum(int((m.weight_mask == 0).sum()) for _, m in layers)
-    return {"case": case, "seconds": dt, "model_bytes": model_bytes, "all_param_bytes": all_bytes,
-            "n_params": n_params, "base": base, "peak": peak, "after": after, "zeros": zeros, "how": how}
+    return {
+        "case": case,
+        "seconds": dt,
+        "model_bytes": model_bytes,
+        "all_param_bytes": all_bytes,
+        "n_params": n_params,
+        "base": base,
+        "peak": peak,
+        "after": after,
+        "zeros": zeros,
+        "how": how,
+    }
 
 
 def measure(size="full", device: str = "cpu", threads: int = 1, cases=CASES) -> dict:
@@ -142,30 +160,54 @@ def measure(size="full", device: str = "cpu", threads: int = 1, cases=CASES) -> 
     size = _size(size)
     res = {}
     for case in cases:
-        cmd = [sys.executable, os.path.abspath(__file__), "--case", case, "--device", device,
-               "--threads", str(threads)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--case",
+            case,
+            "--device",
+            device,
+            "--threads",
+            str(threads),
+        ]
         cmd += {"full": [], "quick": ["--quick"], "small": ["--size", "small"]}[size]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         res[case] = json.loads(out.strip().splitlines()[-1])
     return res
 
 
-def summarize(res: dict) -> "tuple[list, list]":
+def summarize(res: dict) -> tuple[list, list]:
     """Rows per case (seconds, growth, transient, peak_gib, zeros) and per scope (ours / torch ratios)."""
     mb = res["ours_layer"]["model_bytes"]
     rows = []
     for case, r in res.items():
         g = (r["peak"] - r["base"]) / mb
-        rows.append({"case": case, "seconds": r["seconds"], "growth": g, "transient": g - 2.0,
-                     "peak_gib": r["peak"] / 2**30, "zeros": r["zeros"]})
+        rows.append(
+            {
+                "case": case,
+                "seconds": r["seconds"],
+                "growth": g,
+                "transient": g - 2.0,
+                "peak_gib": r["peak"] / 2**30,
+                "zeros": r["zeros"],
+            }
+        )
     scopes = []
     for scope in ("layer", "global"):
         if f"ours_{scope}" not in res or f"torch_{scope}" not in res:
             continue
         o, t = res[f"ours_{scope}"], res[f"torch_{scope}"]
         go, gt = (o["peak"] - o["base"]) / mb, (t["peak"] - t["base"]) / mb
-        scopes.append({"scope": scope, "time_ratio": o["seconds"] / t["seconds"], "growth_ratio": go / gt,
-                       "transient_ours": go - 2, "transient_torch": gt - 2, "same_zeros": o["zeros"] == t["zeros"]})
+        scopes.append(
+            {
+                "scope": scope,
+                "time_ratio": o["seconds"] / t["seconds"],
+                "growth_ratio": go / gt,
+                "transient_ours": go - 2,
+                "transient_torch": gt - 2,
+                "same_zeros": o["zeros"] == t["zeros"],
+            }
+        )
     return rows, scopes
 
 
@@ -184,19 +226,36 @@ def main() -> None:
     res = measure(size, args.device, args.threads)
     r0 = res["ours_layer"]
     mb = r0["model_bytes"]
-    print(f"model: {MODEL_LABEL[size]}, {r0['n_params'] / 1e6:.1f}M parameters, "
-          f"pruned weights {mb / 2**20:.0f} MiB; device {args.device}, {args.threads} thread(s); memory: {r0['how']}")
-    print("growth = (peak - memory before pruning) / model; the torch.nn.utils.prune layout itself stores a mask and")
-    print("a masked copy per weight (growth 2.0); transient = growth - 2.0 is the pruning algorithm's working memory")
-    print(f"{'case':<13} {'time s':>8} {'growth/model':>13} {'transient/model':>16} {'peak GiB':>9} {'zeros':>12}")
+    print(
+        f"model: {MODEL_LABEL[size]}, {r0['n_params'] / 1e6:.1f}M parameters, "
+        f"pruned weights {mb / 2**20:.0f} MiB; device {args.device}, {args.threads} thread(s); "
+        f"memory: {r0['how']}"
+    )
+    print(
+        "growth = (peak - memory before pruning) / model; the torch.nn.utils.prune layout itself "
+        "stores a mask and"
+    )
+    print(
+        "a masked copy per weight (growth 2.0); transient = growth - 2.0 is the pruning algorithm's "
+        "working memory"
+    )
+    print(
+        f"{'case':<13} {'time s':>8} {'growth/model':>13} {'transient/model':>16} "
+        f"{'peak GiB':>9} {'zeros':>12}"
+    )
     rows, scopes = summarize(res)
     for r in rows:
-        print(f"{r['case']:<13} {r['seconds']:>8.2f} {r['growth']:>13.2f} {r['transient']:>16.2f} "
-              f"{r['peak_gib']:>9.2f} {r['zeros']:>12d}")
+        print(
+            f"{r['case']:<13} {r['seconds']:>8.2f} {r['growth']:>13.2f} {r['transient']:>16.2f} "
+            f"{r['peak_gib']:>9.2f} {r['zeros']:>12d}"
+        )
     for sc in scopes:
-        print(f"{sc['scope']:>6} scope: time ours/torch = {sc['time_ratio']:.3f}, "
-              f"growth ours/torch = {sc['growth_ratio']:.3f}, transient ours = {sc['transient_ours']:.2f}x model "
-              f"vs torch {sc['transient_torch']:.2f}x, same zero count: {sc['same_zeros']}")
+        print(
+            f"{sc['scope']:>6} scope: time ours/torch = {sc['time_ratio']:.3f}, "
+            f"growth ours/torch = {sc['growth_ratio']:.3f}, "
+            f"transient ours = {sc['transient_ours']:.2f}x model "
+            f"vs torch {sc['transient_torch']:.2f}x, same zero count: {sc['same_zeros']}"
+        )
 
 
 if __name__ == "__main__":
