@@ -128,9 +128,7 @@ def ap_pd_curves(
     """
     check_columns(df, ["network", "dataset", "method", "sparsity", "epoch"], "df (the results table)")
     if measures is None:
-        ap3 = [c for c in df.columns if str(c).startswith("ap3_")]
-        pick = "ap3_laplace_kron" if "ap3_laplace_kron" in ap3 else (ap3[0] if ap3 else None)
-        measures = ["ap2"] + ([pick] if pick else []) + ["pd_test"]
+        measures = _curve_measures(df)
     _check_names(measures, "measures")
     _check_names(methods, "methods")
     measures = list(measures)
@@ -160,15 +158,8 @@ def ap_pd_curves(
             ax = axes[i, j]
             for s in sparsities:
                 m = mean[(mean["method"] == meth) & (mean["sparsity"] == s)]
-                ax.plot(
-                    m["epoch"],
-                    m[meas],
-                    color=colors[s],
-                    marker="o",
-                    ms=2.5,
-                    lw=1.4,
-                    label=f"sparsity {_pct(s)}",
-                )
+                kw = {"color": colors[s], "marker": "o", "ms": 2.5, "lw": 1.4, "label": f"sparsity {_pct(s)}"}
+                ax.plot(m["epoch"], m[meas], **kw)
             ax.grid(True, which="major", alpha=0.3)
             if i == 0:
                 ax.set_title(method_label(meth))
@@ -360,16 +351,7 @@ def correlation_forest(
         for lv in levels
     ]
     fig.legend(handles=handles, title="correlation level", loc="outside right center", fontsize="small")
-    nets = list(pd.unique(corr["network"])) if "network" in corr.columns else []
-    dss = list(pd.unique(corr["dataset"])) if "dataset" in corr.columns else []
-    head = ", ".join(network_label(n) for n in nets) or "AP vs PD"
-    data = "; ".join(dataset_label(x) for x in dss)
-    fig.suptitle(
-        title
-        or f"{head}: rank correlation of AP with PD ({_scale_text(corr, scale)})"
-        + (f"\n{data}" if data else ""),
-        fontsize="medium",
-    )
+    fig.suptitle(title or _forest_title(corr, scale), fontsize="medium")
     return fig
 
 
@@ -481,3 +463,21 @@ def _check_names(value: Any, name: str) -> None:
     """A TypeError for a bare string where a list of names is expected (``"ap2"`` is not ``["ap2"]``)."""
     if isinstance(value, str):
         raise TypeError(f"{name} must be a list of names, not the string {value!r}")
+
+
+def _curve_measures(df: pd.DataFrame) -> list[str]:
+    """Default rows of :func:`ap_pd_curves`: AP2, the Kronecker-Laplace AP3 (else the first AP3), PD test."""
+    ap3 = [c for c in df.columns if str(c).startswith("ap3_")]
+    pick = "ap3_laplace_kron" if "ap3_laplace_kron" in ap3 else (ap3[0] if ap3 else None)
+    return ["ap2"] + ([pick] if pick else []) + ["pd_test"]
+
+
+def _forest_title(corr: pd.DataFrame, scale: str | None) -> str:
+    """Default suptitle of :func:`correlation_forest`: networks, scale and what the datasets are."""
+    nets = list(pd.unique(corr["network"])) if "network" in corr.columns else []
+    dss = list(pd.unique(corr["dataset"])) if "dataset" in corr.columns else []
+    head = ", ".join(network_label(n) for n in nets) or "AP vs PD"
+    data = "; ".join(dataset_label(x) for x in dss)
+    return f"{head}: rank correlation of AP with PD ({_scale_text(corr, scale)})" + (
+        f"\n{data}" if data else ""
+    )
