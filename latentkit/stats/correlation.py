@@ -1,29 +1,11 @@
-r"""Torch-free statistics of results tables: rank correlations, bootstrap intervals, summaries.
+r"""Rank correlations of results tables with percentile bootstrap intervals (torch-free).
 
-Everything here needs numpy, scipy and pandas only (no torch, no training code), so
-:mod:`latentkit.claims`, :mod:`latentkit.plots`, :mod:`latentkit.report` and the book import it
-without loading the training pipeline. A *results table* is the tidy frame of
-:func:`latentkit.grid.run_grid` (one row per network, dataset, method, sparsity, trial, epoch).
-
-Row-wise rank correlations (one per row of an ``(R, n)`` array, vectorised, for bootstraps):
-
-* Spearman's :math:`\rho` = the Pearson correlation of mid-ranks (:func:`spearman_rows`);
-* Kendall's :math:`\tau_b` (:func:`kendall_rows`).
-
-Tables:
-
-* :func:`correlations` -- Spearman and Kendall correlations of AP measures with PD with percentile
-  bootstrap intervals, at one pooling level (:data:`latentkit.options.CORRELATION_LEVELS`);
-* :func:`correlations_by_level` -- the same at several levels (``cells@<e>``, ``cells``, ``epochs``);
-* :func:`bootstrap_spearman` -- one Spearman :math:`\rho` with its bootstrap interval, and the paired
-  bootstrap interval of a difference :math:`\rho(x, y) - \rho(r, y)`;
-* :func:`summarize` -- trial means at one epoch;
-* :func:`reference_rescale` -- the reference code's per-run rescaling of AP2.
-
-Missing values: a NaN in a measure or target makes :func:`correlations` raise (``nan_policy="raise"``,
-the default: a rank correlation with a NaN is undefined, and a bootstrap over the resamples that
-miss the NaN row would report a finite interval around it) or drop the rows that hold it for that
-(measure, target) pair (``nan_policy="omit"``).
+* :func:`spearman_rows`, :func:`kendall_rows` -- row-wise Spearman :math:`\rho` and Kendall
+  :math:`\tau_b` of ``(R, n)`` arrays, vectorised for bootstraps;
+* :func:`correlations`, :func:`correlations_by_level` -- Spearman and Kendall correlations of AP
+  measures with PD per group, at one or several pooling levels;
+* :func:`bootstrap_spearman` -- one Spearman :math:`\rho` with its bootstrap interval and the paired
+  interval of a difference.
 """
 
 from __future__ import annotations
@@ -36,58 +18,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _sps
 
-from ._checks import check_choice, check_fraction, check_int, check_positive
-from .options import CORRELATION_LEVELS
-
-__all__ = [
-    "NAN_POLICIES",
-    "bootstrap_spearman",
-    "correlations",
-    "correlations_by_level",
-    "kendall_rows",
-    "reference_rescale",
-    "spearman_rows",
-    "summarize",
-]
+from .._checks import check_choice, check_fraction, check_int
+from ..options import CORRELATION_LEVELS
+from ._common import _names, _require_table, _seed, _vector
 
 #: What :func:`correlations` does with NaN values in a measure or target column.
 NAN_POLICIES = ("raise", "omit")
 #: spearman, spearman_p, spearman_low, spearman_high, then the same for kendall.
 _CORR_KEYS = tuple(f"{c}{s}" for c in ("spearman", "kendall") for s in ("", "_p", "_low", "_high"))
-_SUMMARY_KEYS = ["network", "dataset", "method", "sparsity"]
-
-
-# --------------------------------------------------------------------------------------------
-# validation helpers (the public boundary)
-# --------------------------------------------------------------------------------------------
-def _require_table(df: Any, columns: Sequence[str], name: str = "df") -> pd.DataFrame:
-    """``df`` if it is a non-empty DataFrame holding ``columns``; else an error naming ``name``."""
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas DataFrame; got {type(df).__name__}")
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"column {missing[0]!r} not in the table {name}: missing column(s) {missing}; "
-            f"columns: {list(df.columns)}"
-        )
-    if len(df) == 0:
-        raise ValueError(f"{name} has no rows (an empty results table)")
-    return df
-
-
-def _names(value: Any, name: str) -> list[str]:
-    """A list of column names from a sequence of strings (a bare string is refused: it is not a list)."""
-    if isinstance(value, str) or not isinstance(value, Sequence | pd.Index | np.ndarray):
-        raise TypeError(f"{name} must be a list of column names; got {type(value).__name__} {value!r}")
-    out = list(value)
-    bad = [v for v in out if not isinstance(v, str)]
-    if bad:
-        raise TypeError(f"{name} must hold column names (strings); got {bad!r}")
-    return out
-
-
-def _seed(seed: Any) -> int | None:
-    return None if seed is None else check_int(seed, "seed", minimum=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,23 +340,6 @@ def correlations_by_level(
     return pd.concat(parts, ignore_index=True)
 
 
-def _vector(v: Any, name: str) -> np.ndarray:
-    """``v`` as a finite 1-D float64 array (a TypeError for non-numbers, a ValueError for NaN/inf)."""
-    if isinstance(v, str | bytes | bool) or np.isscalar(v):
-        raise TypeError(f"{name} must be a 1-D array of numbers; got {type(v).__name__}")
-    a = np.asarray(v)
-    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise TypeError(f"{name} must hold real numbers; got dtype {a.dtype}")
-    a = a.astype(float)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D; got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError(
-            f"{name} holds NaN or infinite values at positions {np.flatnonzero(~np.isfinite(a))[:10]}"
-        )
-    return a
-
-
 def bootstrap_spearman(
     x: Any,
     y: Any,
@@ -495,99 +416,4 @@ def bootstrap_spearman(
         diff = boot - spearman_rows(arrays["reference"][idx], yv[idx])
         lo, hi = np.nanpercentile(diff, [q, 100 - q])
         out.update({"diff_mean": float(np.nanmean(diff)), "diff_low": float(lo), "diff_high": float(hi)})
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# summaries
-# --------------------------------------------------------------------------------------------
-def summarize(df: pd.DataFrame, epoch: int | None = None) -> pd.DataFrame:
-    r"""Trial means at one epoch per (network, dataset, method, sparsity).
-
-    :math:`\bar x = \frac{1}{n_{trials}} \sum_{trial} x` for AP2, each AP3, test accuracy (%) and PD
-    (percentage points), in the order the groups first appear.
-
-    Parameters
-    ----------
-    df : DataFrame from :func:`latentkit.grid.run_grid`
-    epoch : int >= 0, optional
-        The fine-tuning epoch (default: the last one of the table).
-
-    Returns
-    -------
-    DataFrame with ``network, dataset, method, sparsity, ap2, ap3_*, test_acc, pd_train, pd_test``.
-
-    Raises
-    ------
-    TypeError
-        ``df`` not a DataFrame, a non-integer ``epoch``.
-    ValueError
-        An empty table, missing columns (named), an ``epoch`` with no rows.
-    """
-    cols = ["ap2"] + [c for c in getattr(df, "columns", []) if str(c).startswith("ap3_")]
-    cols += ["test_acc", "pd_train", "pd_test"]
-    _require_table(df, _SUMMARY_KEYS + ["epoch"] + cols)
-    e = int(df["epoch"].max()) if epoch is None else check_int(epoch, "epoch", minimum=0)
-    sub = df[df["epoch"] == e]
-    if sub.empty:
-        raise ValueError(f"no rows at epoch {e}; the table holds epochs {sorted(pd.unique(df['epoch']))}")
-    return sub.groupby(_SUMMARY_KEYS, sort=False)[cols].mean().reset_index()
-
-
-def reference_rescale(
-    df: pd.DataFrame,
-    column: str = "ap2",
-    target: float = 3.8,
-    by: Sequence[str] = ("network", "dataset", "method", "trial"),
-) -> pd.DataFrame:
-    r"""The reference code's per-trial rescaling of AP2 (departure 5): ``x * target / max(x)`` per group.
-
-    The reference divides AP2 by its maximum over each run it plots and multiplies by 3.8, so
-    every run's curve peaks at 3.8 whatever its absolute size. Reconstructed here to *measure*
-    what it does: within a group (default one method's sparsities and epochs of one trial of one
-    network/dataset, as the reference's per-method figures) the order is kept, but values of
-    different groups (methods, trials) are no longer comparable.
-
-    Parameters
-    ----------
-    df : DataFrame from :func:`latentkit.grid.run_grid` (needs ``column`` and the ``by`` columns)
-    column : str
-        Column to rescale (default ``"ap2"``).
-    target : float > 0
-        The maximum of every group after rescaling (reference: 3.8).
-    by : list of str
-        Grouping columns.
-
-    Returns
-    -------
-    DataFrame
-        A copy with the new column ``<column>_ref`` = :math:`x \cdot \text{target} / \max_{group} x`.
-
-    Raises
-    ------
-    TypeError
-        ``df`` not a DataFrame, ``column`` not a string, ``by`` not a list of names, ``target`` not
-        a number.
-    ValueError
-        An empty table, missing columns, NaN values, or a group whose maximum is not > 0 (nothing
-        to rescale).
-    """
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"df must be a pandas DataFrame; got {type(df).__name__}")
-    if not isinstance(column, str):
-        raise TypeError(f"column must be a column name (str); got {type(column).__name__}")
-    target = check_positive(target, "target")
-    by = _names(by, "by")
-    _require_table(df, [column] + by)
-    if df[column].isna().any():
-        raise ValueError(f"column {column!r} has NaN values")
-    mx = (
-        df.groupby(by, sort=False)[column].transform("max")
-        if by
-        else pd.Series(df[column].max(), index=df.index)
-    )
-    if not (mx > 0).all():
-        raise ValueError(f"a group of {by} has max({column}) <= 0: the rescaling is undefined")
-    out = df.copy()
-    out[f"{column}_ref"] = df[column] * (float(target) / mx)
     return out
