@@ -35,7 +35,7 @@ from torch.distributions import Distribution, LowRankMultivariateNormal, Multiva
 from torch.distributions.kl import register_kl
 
 from ..latent import DiagonalNormal, IsotropicNormal, MatrixNormal, MultivariateStudentT
-from ._common import UnsupportedKLError, covariance_operator, dense_moments
+from ._common import KLOverflowError, UnsupportedKLError, covariance_operator, dense_moments
 from .distances import TVBounds, hellinger, tv_bounds, wasserstein2
 from .gaussian import gaussian_kl
 from .monte_carlo import MonteCarloKL, kl_monte_carlo
@@ -53,6 +53,7 @@ __all__ = [
     "tv_bounds",
     "TVBounds",
     "UnsupportedKLError",
+    "KLOverflowError",
     "covariance_operator",
     "dense_moments",
 ]

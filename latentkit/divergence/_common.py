@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch.distributions import Distribution, LowRankMultivariateNormal, MultivariateNormal
@@ -11,7 +12,7 @@ from .._validation import check_int, check_same_device
 from ..latent import DiagonalNormal, IsotropicNormal, MatrixNormal
 from ..linalg import CovarianceOperator, LowRankCovariance, TrilCovariance
 
-__all__ = ["UnsupportedKLError", "GaussianView", "covariance_operator", "dense_moments"]
+__all__ = ["UnsupportedKLError", "KLOverflowError", "GaussianView", "covariance_operator", "dense_moments"]
 
 _F64 = torch.float64
 _DENSE_LIMIT = 4096  # largest d for which hellinger/wasserstein2 fall back to dense matrices
@@ -19,6 +20,10 @@ _DENSE_LIMIT = 4096  # largest d for which hellinger/wasserstein2 fall back to d
 
 class UnsupportedKLError(ValueError, NotImplementedError):
     """This pair of laws has no exact KL here (use :func:`kl_monte_carlo`)."""
+
+
+class KLOverflowError(OverflowError, ValueError):
+    """The KL of this pair exceeds the float64 range (also a ``ValueError`` for existing handlers)."""
 
 
 def _no_batch(dist: Distribution) -> None:
@@ -86,6 +91,14 @@ def dense_moments(dist: Distribution, max_dim: int = _DENSE_LIMIT) -> tuple[torc
     return g.loc, g.cov.dense()
 
 
+def _check_law(dist: Any, name: str) -> None:
+    """``TypeError`` naming ``name`` unless ``dist`` is a torch distribution."""
+    if not isinstance(dist, Distribution):
+        raise TypeError(
+            f"{name} must be a torch.distributions.Distribution (a latent law); got {type(dist).__name__}"
+        )
+
+
 def _check_pair(p: Distribution, q: Distribution) -> None:
     ep, eq = tuple(p.event_shape), tuple(q.event_shape)
     if isinstance(p, MatrixNormal) and isinstance(q, MatrixNormal):
@@ -101,7 +114,10 @@ def _check_pair(p: Distribution, q: Distribution) -> None:
 
 def _finish(val: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     if not bool(torch.isfinite(val)):
-        raise ValueError("KL is not finite: a covariance is singular or ill-conditioned; add a jitter")
+        raise ValueError(
+            "KL is not finite: a covariance is singular or ill-conditioned (or its variances under/overflow "
+            "float64); add a jitter"
+        )
     # float64 roundoff can make KL(p, p') a hair below 0 when p' = p up to rounding
     if float(val) < 0 and float(val) > -1e-9 * float(scale):
         val = torch.zeros_like(val)

@@ -78,7 +78,9 @@ def kl_monte_carlo(
     Parameters
     ----------
     p, q : Distribution
-    num_samples, repeats : int >= 1
+    num_samples : int >= 2
+        Samples per repeat (at least 2, so that the standard error is an estimate and not 0).
+    repeats : int >= 1
     generator : torch.Generator, optional
         Drives every draw (on the laws' device) for reproducibility; ``None`` uses torch's global RNG.
     batch_size : int, optional
@@ -95,6 +97,8 @@ def kl_monte_carlo(
     _check_pair(p, q)
     q_shape = tuple(q.event_shape)  # a MatrixNormal's samples are reshaped (row-major) for a vector law
     n = check_int(num_samples, "num_samples", minimum=1)
+    if n < 2:
+        raise ValueError("num_samples must be >= 2: a single sample gives no standard error; got 1")
     R = check_int(repeats, "repeats", minimum=1)
     d = max(1, math.prod(tuple(p.event_shape)))
     bs = max(1, BLOCK_ELEMS // d) if batch_size is None else check_int(batch_size, "batch_size", minimum=1)

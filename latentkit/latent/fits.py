@@ -246,9 +246,7 @@ class LedoitWolfFit:
     num_samples: int
 
 
-def ledoit_wolf(
-    samples: Any, *, assume_centered: bool = False, jitter: float | None = None
-) -> LedoitWolfFit:
+def ledoit_wolf(samples: Any, *, assume_centered: bool = False, jitter: float | None = None) -> LedoitWolfFit:
     r"""Ledoit-Wolf (2004) shrinkage estimate of a covariance from few samples.
 
     ``S = X_c^T X_c / n`` (``X_c`` centred unless ``assume_centered``), ``mu = tr(S)/d``,

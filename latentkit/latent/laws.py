@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch.distributions import Distribution, constraints
 
-from .._validation import as_tensor, check_positive, check_same_device
+from .._validation import check_positive, check_same_device
 from ..linalg import DiagonalCovariance, IsotropicCovariance, TrilCovariance, check_tril, solve_tril
-from ._args import _check_same_dtype, _matrix_arg, _scalar_or_tensor
+from ._args import _check_same_dtype, _like_arg, _loc_arg, _matrix_arg, _scalar_or_tensor
 
 __all__ = ["IsotropicNormal", "DiagonalNormal", "MultivariateStudentT", "sample_standard_gamma"]
 
@@ -122,7 +122,7 @@ class IsotropicNormal(_VectorLaw):
     arg_constraints = {"loc": constraints.real_vector, "scale": constraints.positive}
 
     def __init__(self, loc: Any, scale: Any = 1.0, validate_args: bool | None = None) -> None:
-        loc = as_tensor(loc, "loc", min_dim=1)
+        loc = _loc_arg(loc, min_dim=1)
         if loc.dim() != 1:
             raise ValueError(f"loc must be a vector (d,); got shape {tuple(loc.shape)}")
         self.loc = loc
@@ -190,7 +190,7 @@ class DiagonalNormal(_VectorLaw):
     }
 
     def __init__(self, loc: Any, scale: Any = 1.0, validate_args: bool | None = None) -> None:
-        loc = as_tensor(loc, "loc", min_dim=1)
+        loc = _loc_arg(loc, min_dim=1)
         if loc.dim() != 1:
             raise ValueError(f"loc must be a vector (d,); got shape {tuple(loc.shape)}")
         if (
@@ -198,7 +198,7 @@ class DiagonalNormal(_VectorLaw):
             and scale.numel() > 1
             or not isinstance(scale, (numbers.Real, torch.Tensor))
         ):
-            s = as_tensor(scale, "scale", min_dim=1)
+            s = _like_arg(scale, "scale", loc)
             check_same_device(loc, s, "loc", "scale")
             _check_same_dtype(loc, s, "loc", "scale")
             if tuple(s.shape) != tuple(loc.shape):
@@ -288,7 +288,7 @@ class MultivariateStudentT(_VectorLaw):
         scale: Any = None,
         validate_args: bool | None = None,
     ) -> None:
-        loc = as_tensor(loc, "loc", min_dim=1)
+        loc = _loc_arg(loc, min_dim=1)
         if loc.dim() != 1:
             raise ValueError(f"loc must be a vector (d,); got shape {tuple(loc.shape)}")
         if df is None:
@@ -299,7 +299,7 @@ class MultivariateStudentT(_VectorLaw):
             raise ValueError("give either scale_tril or scale, not both")
         self.loc = loc
         if scale_tril is not None:
-            L = _matrix_arg(scale_tril, "scale_tril")
+            L = _matrix_arg(scale_tril, "scale_tril", loc)
             check_same_device(loc, L, "loc", "scale_tril")
             _check_same_dtype(loc, L, "loc", "scale_tril")
             self._scale_tril: torch.Tensor | None = check_tril(L, "scale_tril", d)

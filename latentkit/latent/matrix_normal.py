@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch.distributions import Distribution, MultivariateNormal, constraints
 
-from .._validation import as_tensor, check_same_device
+from .._validation import check_same_device
 from ..linalg import KroneckerCovariance, KroneckerFactor, check_tril, cholesky
-from ._args import _check_same_dtype, _matrix_arg
+from ._args import _check_same_dtype, _loc_arg, _matrix_arg
 
 __all__ = ["MatrixNormal"]
 
@@ -25,7 +25,7 @@ def _make_factor(n: int, cov: Any, tril: Any, prec: Any, side: str, like: torch.
     if not given:
         return KroneckerFactor("identity", n)
     kind, val = given[0]
-    M = _matrix_arg(val, f"{side}_{kind}")
+    M = _matrix_arg(val, f"{side}_{kind}", like)
     check_same_device(like, M, "loc", f"{side}_{kind}")
     _check_same_dtype(like, M, "loc", f"{side}_{kind}")
     if M.dim() != 2 or tuple(M.shape) != (n, n):
@@ -79,7 +79,7 @@ class MatrixNormal(Distribution):
         col_precision: Any = None,
         validate_args: bool | None = None,
     ) -> None:
-        loc = as_tensor(loc, "loc", min_dim=2)
+        loc = _loc_arg(loc, min_dim=2)
         if loc.dim() != 2:
             raise ValueError(f"loc must be a matrix (r, c); got shape {tuple(loc.shape)}")
         r, c = loc.shape

@@ -7,13 +7,15 @@ from typing import Any
 import torch
 
 from .._validation import as_tensor, check_choice, check_int, check_same_device
-from ..options import PROJECTIONS
+from ..options import CHUNK_REMAINDERS, PROJECTIONS
 from ._args import _check_same_dtype
 
 __all__ = ["project", "fold_bias"]
 
 
-def project(weight: Any, projection: str = "identity", num_chunks: int = 100) -> torch.Tensor:
+def project(
+    weight: Any, projection: str = "identity", num_chunks: int = 100, *, remainder: str = "split"
+) -> torch.Tensor:
     """Project a weight tensor to the latent location.
 
     Parameters
@@ -29,6 +31,13 @@ def project(weight: Any, projection: str = "identity", num_chunks: int = 100) ->
           neuron / channel.
     num_chunks : int
         ``k`` for ``chunk_means``; ``1 <= k <= d``.
+    remainder : {"split", "reference"}
+        Remainder policy of ``chunk_means`` (ignored by the other projections). ``"split"``
+        (default): exactly ``k`` chunks as above. ``"reference"``: the reference code's grouping
+        ``range(0, d, q)`` with ``q = d // k``, i.e. chunks ``[j q, (j + 1) q)`` for
+        ``j = 0 .. ceil(d / q) - 1``: ``k`` chunks of ``q`` entries when ``k`` divides ``d``, else
+        ``ceil(d / q) > k`` chunks (at least ``k + 1``), the last one short (``d mod q`` entries).
+        With ``d = 40960, k = 100``: 100 chunks of 409 and one of 60.
 
     Returns
     -------
@@ -51,10 +60,25 @@ def project(weight: Any, projection: str = "identity", num_chunks: int = 100) ->
     d = flat.numel()
     if k > d:
         raise ValueError(f"num_chunks={k} exceeds the number of weights d={d}")
+    if check_choice(remainder, "remainder", CHUNK_REMAINDERS) == "reference":
+        return _reference_chunk_means(flat, d // k)
     q, m = divmod(d, k)
     head = flat[: m * (q + 1)].reshape(m, q + 1).mean(dim=1) if m else flat.new_empty(0)
     tail = flat[m * (q + 1) :].reshape(k - m, q).mean(dim=1)
     return torch.cat([head, tail])
+
+
+def _reference_chunk_means(flat: torch.Tensor, q: int) -> torch.Tensor:
+    r"""Means of the chunks ``flat[i : i + q]`` for ``i in range(0, d, q)`` (the last one may be short).
+
+    .. math:: \bar w_j = \frac{1}{|C_j|} \sum_{i \in C_j} w_i, \quad C_j = [j q, \min((j + 1) q, d))
+    """
+    d = flat.numel()
+    full, rest = divmod(d, q)
+    body = flat[: full * q].reshape(full, q).mean(dim=1)
+    if not rest:
+        return body
+    return torch.cat([body, flat[full * q :].mean().reshape(1)])
 
 
 def fold_bias(weight: Any, bias: Any) -> torch.Tensor:

@@ -246,6 +246,7 @@ def latent_space(
     fit: Any = None,
     jitter: float = 0.0,
     dtype: torch.dtype = torch.float64,
+    remainder: str = "split",
 ) -> Distribution:
     r"""The latent law of a layer: a distribution whose mean is the projected weights.
 
@@ -257,8 +258,9 @@ def latent_space(
     family : {"gaussian", "student_t"}
     covariance : {"isotropic", "diagonal", "full", "lowrank", "kronecker"}
         Structure of the covariance (Gaussian) or scale matrix (Student-t: ``isotropic``/``full``).
-    projection, num_chunks
-        See :func:`project`. ``kronecker`` uses the matrix ``w.reshape(w.shape[0], -1)`` and needs
+    projection, num_chunks, remainder
+        See :func:`project` (``remainder``: chunk means' remainder policy, ``"split"`` or
+        ``"reference"``). ``kronecker`` uses the matrix ``w.reshape(w.shape[0], -1)`` and needs
         ``projection`` ``identity`` or ``rows``.
     scale : float or Tensor
         Fixed standard deviation ``s`` (the paper's choice) when ``fit`` is ``None``:
@@ -301,7 +303,7 @@ def latent_space(
         if builder is None:
             raise req.unsupported()
         return builder(req, None)
-    x = req.to(project(w, projection, num_chunks)).reshape(-1)
+    x = req.to(project(w, projection, num_chunks, remainder=remainder)).reshape(-1)
     if builder is None:
         raise req.unsupported()
     return builder(req, x)
