@@ -132,7 +132,7 @@ def output_aware_metric(next_weight: torch.Tensor, theta: float) -> torch.Tensor
 
     Parameters
     ----------
-    next_weight : Tensor (out, F) or (out, F, *kernel)
+    next_weight : Tensor of shape (out, F), or (out, F, kernel...) for a convolution
         Weights of the layer that takes the pruned layer's F nodes as input. For a convolution the
         sum runs over the kernel taps k (each tap's output error, cross-tap correlations ignored).
     theta : float >= 0
