@@ -1,10 +1,14 @@
 """Command line: run a grid from a config file, and write its report.
 
-``python -m latentkit run CONFIG [--out DIR] [--engine cached|exact] [--threads N] [--quiet]``
+``python -m latentkit run CONFIG [--out DIR] [--engine cached|exact] [--threads N] [--quiet]
+[--executor serial|ray] [--address ADDRESS]``
     Runs (or resumes) :func:`latentkit.grid.run_grid` with a tqdm progress bar, then prints
     a summary: trial means at the last epoch and the Spearman/Kendall correlations (with
     bootstrap confidence intervals) between each AP measure and PD_test across the grid's cells.
     ``CONFIG`` is a YAML/JSON file or the name of a shipped config (``quick``, ``paper``).
+    ``--executor ray`` runs one Ray task per (network, dataset, trial) group on a local Ray, or on
+    the cluster at ``--address`` (:mod:`latentkit.grid.executors`); running the same command
+    again resumes a killed run from the cache of ``--out``.
 ``python -m latentkit report DIR [--n-boot N]``
     Reads ``DIR/results.csv`` (and ``DIR/dense.csv``) and writes ``DIR/report/``: ``summary.csv``,
     ``correlations.csv`` (levels cells / epochs / within), ``claims.csv`` (the paper's claims as
@@ -14,7 +18,8 @@
     rows, GPU-hours per network and phase at the stated throughput, and the disk the dense cache takes.
 
 Every user error (a config that does not exist or does not parse, an unknown key, a bad value,
-``--out`` naming a file, ``--threads`` < 1) exits with status 2 and one line naming the problem.
+``--out`` naming a file, ``--threads`` < 1, an unknown ``--executor``, ``--address`` without
+``--executor ray``) exits with status 2 and one line naming the problem.
 """
 
 from __future__ import annotations
@@ -70,7 +75,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import torch  # the training pipeline (torch) is loaded only by the commands that train
 
     from .grid import default_out, load_config, run_grid
+    from .grid.executors import make_executor
 
+    if args.address is not None and args.executor != "ray":
+        raise UsageError("--address needs --executor ray")
+    executor = make_executor(args.executor, address=args.address)  # ValueError: unknown name
     overrides = {"engine": args.engine} if args.engine else {}
     config = load_config(args.config, **overrides)
     out = Path(args.out) if args.out else default_out(config)
@@ -79,7 +88,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    df = run_grid(config, out, progress=not args.quiet, verbose=not args.quiet)
+    df = run_grid(config, out, progress=not args.quiet, verbose=not args.quiet, executor=executor)
     elapsed = time.perf_counter() - t0
     n_cells = df.groupby(["network", "dataset", "method", "sparsity", "trial"]).ngroups
     print(f"\n{len(df)} rows ({n_cells} cells) in {elapsed:.1f} s -> {out / 'results.csv'}")
@@ -148,6 +157,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--engine", choices=list(ENGINES), default=None, help="override the config's engine")
     run.add_argument("--threads", type=_threads, default=None, help="torch.set_num_threads")
     run.add_argument("--quiet", action="store_true", help="no progress bar or training log")
+    run.add_argument(
+        "--executor",
+        default="serial",
+        metavar="{serial,ray}",  # latentkit.grid.executors.EXECUTORS (checked there: grid imports torch)
+        help="serial (default) or ray: one Ray task per (network, dataset, trial) group",
+    )
+    run.add_argument(
+        "--address", default=None, help="Ray cluster to join (with --executor ray; default: a local Ray)"
+    )
     run.set_defaults(func=_cmd_run)
     rep = sub.add_parser("report", help="write tables and figures of a finished grid")
     rep.add_argument("dir")

@@ -20,8 +20,12 @@ CODE_VERSION = "latentkit-experiments-1"
 
 
 def dense_key(plan: GroupPlan) -> dict[str, Any]:
-    """Key of the group's dense network (everything its training depends on)."""
-    return {
+    """Key of the group's dense network (everything its training depends on).
+
+    ``threads`` (the config's ``threads_per_group``) enters only when set; every cell key holds
+    the dense key, so it reaches the cells too.
+    """
+    key = {
         "code": CODE_VERSION,
         "kind": "dense",
         "scale": plan.preset,
@@ -41,6 +45,9 @@ def dense_key(plan: GroupPlan) -> dict[str, Any]:
         "data_seed": plan.data_seed,
         "channels_last": plan.channels_last,
     }
+    if plan.threads_per_group is not None:
+        key["threads"] = plan.threads_per_group
+    return key
 
 
 def cell_key_base(plan: GroupPlan, method: str, sparsity: float) -> dict[str, Any]:

@@ -103,6 +103,7 @@ class GroupPlan:
     channels_last: bool
     eval_batch_size: int
     num_workers: int
+    threads_per_group: int | None = None
 
     @property
     def cells(self) -> list[tuple[str, float]]:
@@ -156,6 +157,7 @@ def make_plan(
         channels_last=config.channels_last,
         eval_batch_size=config.eval_batch_size,
         num_workers=config.num_workers,
+        threads_per_group=getattr(config, "threads_per_group", None),
     )
 
 

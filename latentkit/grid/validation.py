@@ -238,6 +238,7 @@ CONSTRAINTS: dict[str, Constraint] = {
     "data_root": NoneOr(Name()),
     "ap3": Anything(),
     "device": Anything(),
+    "threads_per_group": NoneOr(_POSITIVE_INT),
 }
 
 
