@@ -15,7 +15,16 @@ Submodules (every public name is importable from :mod:`latentkit.stats`):
   ``cells@<e>``, ``cells``, ``epochs``), :func:`bootstrap_spearman` (one Spearman :math:`\rho` with
   its bootstrap interval, and the paired interval of a difference :math:`\rho(x, y) - \rho(r, y)`);
 * :mod:`~latentkit.stats.summaries` -- :func:`summarize` (trial means at one epoch) and
-  :func:`reference_rescale` (the reference code's per-run rescaling of AP2).
+  :func:`reference_rescale` (the reference code's per-run rescaling of AP2);
+* :mod:`~latentkit.stats.generalization` -- the field's tests of "does measure X predict the
+  accuracy change": :func:`granulated_kendall` (Kendall's :math:`\tau` and Jiang et al.'s
+  granulated :math:`\Psi`), :func:`conditional_mutual_information` (their CMI given subsets of the
+  hyperparameters), :func:`sign_error` (Dziugaite et al.'s robust sign-error, mean and worst
+  environment), :func:`seed_noise`;
+* :mod:`~latentkit.stats.resampling` -- one paired, hierarchical bootstrap plan for every measure
+  (:func:`resampling_plan`, :func:`paired_bootstrap`, :func:`statistics_of`);
+* :mod:`~latentkit.stats.comparison` -- :func:`measure_table` (tau, Psi, CMI, sign-error side by
+  side with paired intervals) and the baselines (:data:`BASELINES`, :func:`add_random_measure`).
 
 Missing values: a NaN in a measure or target makes :func:`correlations` raise (``nan_policy="raise"``,
 the default: a rank correlation with a NaN is undefined, and a bootstrap over the resamples that
@@ -25,6 +34,7 @@ miss the NaN row would report a finite interval around it) or drop the rows that
 
 from __future__ import annotations
 
+from .comparison import BASELINES, add_random_measure, measure_table
 from .correlation import (
     NAN_POLICIES,
     bootstrap_spearman,
@@ -33,10 +43,38 @@ from .correlation import (
     kendall_rows,
     spearman_rows,
 )
+from .generalization import (
+    AXES,
+    CMIResult,
+    GranulatedKendall,
+    SignError,
+    conditional_mutual_information,
+    granulated_kendall,
+    seed_noise,
+    sign_error,
+)
+from .resampling import CELLS, STATISTICS, ResamplingPlan, paired_bootstrap, resampling_plan, statistics_of
 from .summaries import reference_rescale, summarize
 
 __all__ = [
+    "AXES",
+    "BASELINES",
+    "CELLS",
+    "CMIResult",
+    "GranulatedKendall",
     "NAN_POLICIES",
+    "STATISTICS",
+    "ResamplingPlan",
+    "SignError",
+    "add_random_measure",
+    "conditional_mutual_information",
+    "granulated_kendall",
+    "measure_table",
+    "paired_bootstrap",
+    "resampling_plan",
+    "seed_noise",
+    "sign_error",
+    "statistics_of",
     "bootstrap_spearman",
     "correlations",
     "correlations_by_level",
