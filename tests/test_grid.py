@@ -473,15 +473,11 @@ def test_pruning_the_layer_alone_equals_pruning_the_network(method):
 
 def test_grid_on_miniature_cifar10_archive(tmp_path, monkeypatch):
     """The grid reads real CIFAR through torchvision (miniature archive in the exact on-disk format)."""
-    import importlib.util
-
     import torchvision
+    from _cifar import accept_checksums, write_mini_cifar10
 
-    spec = importlib.util.spec_from_file_location("tb", Path(__file__).with_name("test_zoo.py"))
-    tb = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tb)
-    md5 = tb.write_mini_cifar10(tmp_path / "data", n_per_batch=20, n_test=30)
-    tb._accept_checksums(monkeypatch, torchvision.datasets.CIFAR10, md5)
+    md5 = write_mini_cifar10(tmp_path / "data", n_per_batch=20, n_test=30)
+    accept_checksums(monkeypatch, torchvision.datasets.CIFAR10, md5)
     cfg = tiny(
         datasets=["cifar10"],
         data_root=str(tmp_path / "data"),

@@ -10,10 +10,8 @@ check itself still runs unchanged (a corrupted file is still rejected, see
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,8 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+
+from _cifar import _accept_checksums, write_mini_cifar10, write_mini_cifar100
 
 from latentkit import zoo as B
 from latentkit.zoo import (
@@ -33,98 +33,6 @@ from latentkit.zoo import (
 )
 
 torch.set_num_threads(1)
-
-
-# ----------------------------------------------------------------------------- miniature CIFAR
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-class _Py2StrPickler(pickle._Pickler):
-    """Protocol-2 pickler writing ``bytes`` as Python 2 ``str`` (BINSTRING opcodes).
-
-    The real CIFAR files were pickled by Python 2: their keys (``data``, ``labels``, ...) and the
-    NumPy buffer are Python 2 strings, which Python 3 loads as ``str`` with
-    ``encoding="latin1"`` (torchvision) and as ``bytes`` with ``encoding="bytes"`` (the CIFAR web
-    page's recipe). Python 3's own pickler would write ``bytes`` differently.
-    """
-
-    dispatch = pickle._Pickler.dispatch.copy()
-
-    def save_py2_str(self, obj: bytes) -> None:
-        n = len(obj)
-        if n < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
-        self.memoize(obj)
-
-    dispatch[bytes] = save_py2_str
-
-
-def _dump(path: Path, obj) -> str:
-    with open(path, "wb") as f:
-        _Py2StrPickler(f, protocol=2).dump(obj)
-    return _md5(path)
-
-
-def _images(rng: np.random.Generator, n: int) -> np.ndarray:
-    # CIFAR's row layout: 1024 red, 1024 green, 1024 blue values per image, uint8.
-    return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-
-
-def write_mini_cifar10(root: Path, n_per_batch: int = 6, n_test: int = 8, seed: int = 0) -> dict:
-    """Write cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta); return name -> md5."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    md5 = {}
-    for i in range(1, 6):
-        md5[f"data_batch_{i}"] = _dump(folder / f"data_batch_{i}", {
-            b"batch_label": f"training batch {i} of 5".encode(),
-            b"labels": [int(v) for v in rng.integers(0, 10, n_per_batch)],
-            b"data": _images(rng, n_per_batch),
-            b"filenames": [f"img{i}_{j}.png".encode() for j in range(n_per_batch)],
-        })
-    md5["test_batch"] = _dump(folder / "test_batch", {
-        b"batch_label": b"testing batch 1 of 1",
-        b"labels": [int(v) for v in rng.integers(0, 10, n_test)],
-        b"data": _images(rng, n_test),
-        b"filenames": [f"test{j}.png".encode() for j in range(n_test)],
-    })
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    md5["batches.meta"] = _dump(folder / "batches.meta", {
-        b"num_cases_per_batch": n_per_batch, b"label_names": [n.encode() for n in names], b"num_vis": 3072})
-    return md5
-
-
-def write_mini_cifar100(root: Path, n_train: int = 12, n_test: int = 7, seed: int = 1) -> dict:
-    """Write cifar-100-python/ (train, test, meta); return name -> md5."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    md5 = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        fine = [int(v) for v in rng.integers(0, 100, n)]
-        md5[split] = _dump(folder / split, {
-            b"filenames": [f"{split}{j}.png".encode() for j in range(n)],
-            b"batch_label": f"{split}ing batch 1 of 1".encode(),
-            b"fine_labels": fine,
-            b"coarse_labels": [f // 5 for f in fine],
-            b"data": _images(rng, n),
-        })
-    md5["meta"] = _dump(folder / "meta", {
-        b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
-        b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
-    })
-    return md5
-
-
-def _accept_checksums(monkeypatch, cls, md5: dict) -> None:
-    """Point torchvision's expected MD5s at the miniature files (the check itself stays active)."""
-    monkeypatch.setattr(cls, "train_list", [[f, md5[f]] for f, _ in cls.train_list])
-    monkeypatch.setattr(cls, "test_list", [[f, md5[f]] for f, _ in cls.test_list])
-    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5[cls.meta["filename"]]})
 
 
 @pytest.fixture
