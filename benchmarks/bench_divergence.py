@@ -25,6 +25,7 @@ Importable (the book's performance appendix calls them at a small size):
 ``measure_student_t(n_mc, reps, ...)`` returns part 1's measurements as dicts and
 ``measure_gaussian(cases, rows, cols, threads)`` part 2's (one subprocess per case).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,8 @@ if ROOT not in sys.path:
 
 from latentkit.divergence import kl, kl_monte_carlo, student_t_kl, student_t_kl_from_distance  # noqa: E402
 from latentkit.latent import MatrixNormal, latent_space  # noqa: E402
-from latentkit.pruning import effective_weight, prune as prune_model  # noqa: E402
+from latentkit.pruning import effective_weight  # noqa: E402
+from latentkit.pruning import prune as prune_model  # noqa: E402
 
 F64 = torch.float64
 
@@ -59,7 +61,7 @@ def _status_kb(key: str) -> int:
 class PeakMemory:
     """Peak extra resident memory (MB) of a block of code, see the module docstring."""
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         try:
             with open("/proc/self/clear_refs", "w") as fh:
                 fh.write("5")
@@ -88,7 +90,8 @@ def reference_layer(seed: int, rows: int = 10, cols: int = 4096, mean: float = 0
 
 
 def prune(w: torch.Tensor, how: str, amount: float = 0.5) -> torch.Tensor:
-    """``w`` (out, in) with ``amount`` of its entries removed by latentkit's ``lowest``/``highest`` magnitude pruning."""
+    """``w`` (out, in) with ``amount`` of its entries removed by latentkit's ``lowest``/``highest``
+    magnitude pruning."""
     net = torch.nn.Sequential(torch.nn.Linear(w.shape[1], w.shape[0], bias=False, dtype=w.dtype))
     with torch.no_grad():
         net[0].weight.copy_(w)
@@ -105,7 +108,11 @@ def high_precision(delta: float, nu: float, d: int) -> float:
     de, n, dd = mp.mpf(delta), mp.mpf(nu), mp.mpf(d)
 
     def g(t):
-        return (1 + 2 * t) ** (-(n + dd) / 2) * (1 - (1 + 2 * de**2 * t / (n * (1 + 2 * t) ** 2)) ** (-n / 2)) / t
+        return (
+            (1 + 2 * t) ** (-(n + dd) / 2)
+            * (1 - (1 + 2 * de**2 * t / (n * (1 + 2 * t) ** 2)) ** (-n / 2))
+            / t
+        )
 
     s, a = 1 / (n + dd), n / de**2
     pts = sorted({mp.mpf(0), s, 10 * s, 100 * s, a, 10 * a, mp.mpf(1), mp.inf})
@@ -119,9 +126,18 @@ STUDENT_T_CASES = (
 )
 
 
-def measure_student_t(n_mc: int = 600_000, reps: int = 200, *, rows: int = 10, cols: int = 4096,
-                      num_chunks: int = 100, df: float = 4.0, seed: int = 1234, reference: bool = True,
-                      cases=STUDENT_T_CASES) -> list:
+def measure_student_t(
+    n_mc: int = 600_000,
+    reps: int = 200,
+    *,
+    rows: int = 10,
+    cols: int = 4096,
+    num_chunks: int = 100,
+    df: float = 4.0,
+    seed: int = 1234,
+    reference: bool = True,
+    cases=STUDENT_T_CASES,
+) -> list:
     """Exact vs Monte Carlo Student-t AP3 (part 1); one dict per case.
 
     ``n_mc`` Monte Carlo samples, ONE repeat timed, its time scaled linearly to 600,000 samples
@@ -149,11 +165,26 @@ def measure_student_t(n_mc: int = 600_000, reps: int = 200, *, rows: int = 10, c
         mc = kl_monte_carlo(p, q, num_samples=n_mc, repeats=1, generator=g)
         t_mc = time.perf_counter() - t0
         t_mc_600k = t_mc * (600_000 / n_mc)
-        out.append({"case": name, "d": num_chunks, "delta": delta, "ref": ref, "exact": exact, "t_exact": t_exact,
-                    "mc": float(mc.estimate), "mc_stderr": float(mc.stderr), "n_mc": n_mc, "t_mc": t_mc,
-                    "t_mc_600k": t_mc_600k, "ratio_x1": t_mc_600k / t_exact, "ratio_x100": 100 * t_mc_600k / t_exact,
-                    "rel_err_exact": abs(exact - ref) / ref, "rel_err_mc": abs(float(mc.estimate) - ref) / ref,
-                    "se100": float(mc.stderr) * math.sqrt(n_mc / 600_000) / 10.0})
+        out.append(
+            {
+                "case": name,
+                "d": num_chunks,
+                "delta": delta,
+                "ref": ref,
+                "exact": exact,
+                "t_exact": t_exact,
+                "mc": float(mc.estimate),
+                "mc_stderr": float(mc.stderr),
+                "n_mc": n_mc,
+                "t_mc": t_mc,
+                "t_mc_600k": t_mc_600k,
+                "ratio_x1": t_mc_600k / t_exact,
+                "ratio_x100": 100 * t_mc_600k / t_exact,
+                "rel_err_exact": abs(exact - ref) / ref,
+                "rel_err_mc": abs(float(mc.estimate) - ref) / ref,
+                "se100": float(mc.stderr) * math.sqrt(n_mc / 600_000) / 10.0,
+            }
+        )
     return out
 
 
@@ -161,25 +192,37 @@ def part1(quick: bool) -> None:
     nu, k = 4.0, 100
     n_mc = 50_000 if quick else 600_000
     print(f"\n## 1. Student-t AP3: 10 x 4096 layer -> {k} chunk means, t_{nu:g}(loc, I)")
-    print(f"Monte Carlo: {n_mc:,} samples x 1 repeat timed"
-          + (" (quick: time extrapolated linearly to 600,000)" if quick else "") + "; the reference runs 100 repeats.\n")
-    hdr = (f"{'case':46s} {'reference KL':>13s} {'exact':>13s} {'rel.err':>9s} {'t_exact':>9s} "
-           f"{'MC (1 rep)':>13s} {'MC stderr':>10s} {'rel.err':>9s} {'t_MC/600k':>9s} {'ratio x1':>9s} {'ratio x100':>11s}")
+    print(
+        f"Monte Carlo: {n_mc:,} samples x 1 repeat timed"
+        + (" (quick: time extrapolated linearly to 600,000)" if quick else "")
+        + "; the reference runs 100 repeats.\n"
+    )
+    hdr = (
+        f"{'case':46s} {'reference KL':>13s} {'exact':>13s} {'rel.err':>9s} {'t_exact':>9s} "
+        f"{'MC (1 rep)':>13s} {'MC stderr':>10s} {'rel.err':>9s} {'t_MC/600k':>9s} {'ratio x1':>9s} "
+        f"{'ratio x100':>11s}"
+    )
     print(hdr)
     print("-" * len(hdr))
     ratios = []
     for r in measure_student_t(n_mc, reps=50 if quick else 200, df=nu, num_chunks=k):
         name, ref, exact = r["case"], r["ref"], r["exact"]
         ratios.append(r["ratio_x100"])
-        print(f"{name:46s} {ref:13.6e} {exact:13.6e} {r['rel_err_exact']:9.1e} {r['t_exact'] * 1e3:7.3f}ms "
-              f"{r['mc']:13.6e} {r['mc_stderr']:10.2e} {r['rel_err_mc']:9.1e} {r['t_mc_600k']:8.2f}s "
-              f"{r['ratio_x1']:9.0f} {r['ratio_x100']:11.0f}")
+        print(
+            f"{name:46s} {ref:13.6e} {exact:13.6e} {r['rel_err_exact']:9.1e} {r['t_exact'] * 1e3:7.3f}ms "
+            f"{r['mc']:13.6e} {r['mc_stderr']:10.2e} {r['rel_err_mc']:9.1e} {r['t_mc_600k']:8.2f}s "
+            f"{r['ratio_x1']:9.0f} {r['ratio_x100']:11.0f}"
+        )
         if name.endswith("(reference)"):
             se100 = r["se100"]
-            print(f"{'':46s} reference estimator (100 x 600k) would have stderr ~ {se100:.2e} "
-                  f"= {se100 / ref:.0%} of the KL")
-    print(f"\nspeed-up of the exact method over the reference's estimator (100 repeats x 600,000 samples): "
-          f"min {min(ratios):,.0f}x (goal >= 10,000x)")
+            print(
+                f"{'':46s} reference estimator (100 x 600k) would have stderr ~ {se100:.2e} "
+                f"= {se100 / ref:.0%} of the KL"
+            )
+    print(
+        f"\nspeed-up of the exact method over the reference's estimator (100 repeats x 600,000 samples): "
+        f"min {min(ratios):,.0f}x (goal >= 10,000x)"
+    )
 
 
 # ----------------------------------------------------------------------------------------- part 2
@@ -218,10 +261,14 @@ def _case(name: str, r: int = 100, c: int = 4096, warm_up: bool = True) -> dict:
         if name == "isotropic_diff":
             return latent_space(w, scale=0.01), latent_space(wt, scale=0.02)
         if name == "diagonal":
-            return (latent_space(w, covariance="diagonal", scale=sd),
-                    latent_space(wt, covariance="diagonal", scale=sd2))
-        return (MatrixNormal(w.to(F64), row_cov=U, col_scale_tril=Lv),
-                MatrixNormal(wt.to(F64), row_cov=U2, col_scale_tril=Lv2))
+            return (
+                latent_space(w, covariance="diagonal", scale=sd),
+                latent_space(wt, covariance="diagonal", scale=sd2),
+            )
+        return (
+            MatrixNormal(w.to(F64), row_cov=U, col_scale_tril=Lv),
+            MatrixNormal(wt.to(F64), row_cov=U2, col_scale_tril=Lv2),
+        )
 
     import gc
 
@@ -240,15 +287,23 @@ def _case(name: str, r: int = 100, c: int = 4096, warm_up: bool = True) -> dict:
         t_kl.append(t2 - t1)
         t_all.append(t2 - t0)
         del p, q
-    return {"case": name, "d": r * c, "kl": val, "t_kl": min(t_kl), "t_all": min(t_all),
-            "extra_mb": mem.extra_mb, "method": mem.method}
+    return {
+        "case": name,
+        "d": r * c,
+        "kl": val,
+        "t_kl": min(t_kl),
+        "t_all": min(t_all),
+        "extra_mb": mem.extra_mb,
+        "method": mem.method,
+    }
 
 
 GAUSSIAN_CASES = ("isotropic", "isotropic_diff", "diagonal", "kronecker", "kronecker_diff")
 
 
-def measure_gaussian(cases=GAUSSIAN_CASES[:4], rows: int = 100, cols: int = 4096, threads: int = 1,
-                     in_process: bool = False) -> list:
+def measure_gaussian(
+    cases=GAUSSIAN_CASES[:4], rows: int = 100, cols: int = 4096, threads: int = 1, in_process: bool = False
+) -> list:
     """Gaussian AP3 (part 2): one fresh subprocess per case (clean peak-memory reading).
 
     Returns one dict per case with keys case, d, kl, t_kl (best of 3 ``kl(p, q)``), t_all (best of 3,
@@ -289,11 +344,15 @@ def part2(quick: bool, threads: int) -> None:
     method = None
     for res in measure_gaussian(cases, threads=threads):
         method = res["method"]
-        print(f"{labels[res['case']]:38s} {res['kl']:12.6g} {res['t_kl'] * 1e3:7.1f}ms {res['t_all'] * 1e3:9.1f}ms "
-              f"{res['extra_mb']:8.1f} MB")
-    print(f"\nt_KL: best of 3 calls of kl(p, q); t_build+KL: best of 3, building both laws from the weights "
-          f"(float32 -> float64, checks) + KL;\npeak extra: resident memory above the inputs (weights, covariance "
-          f"factors) during the first build+KL ({method}); goal < 1 s, < 100 MB.")
+        print(
+            f"{labels[res['case']]:38s} {res['kl']:12.6g} {res['t_kl'] * 1e3:7.1f}ms "
+            f"{res['t_all'] * 1e3:9.1f}ms {res['extra_mb']:8.1f} MB"
+        )
+    print(
+        f"\nt_KL: best of 3 calls of kl(p, q); t_build+KL: best of 3, building both laws from the weights "
+        f"(float32 -> float64, checks) + KL;\npeak extra: resident memory above the inputs "
+        f"(weights, covariance factors) during the first build+KL ({method}); goal < 1 s, < 100 MB."
+    )
 
 
 def main() -> None:
@@ -313,9 +372,11 @@ def main() -> None:
     except AttributeError:  # pragma: no cover
         aff = os.cpu_count()
     print(f"# latentkit divergence benchmark{' (--quick)' if args.quick else ''}")
-    print(f"machine: {platform.machine()} {platform.processor() or ''} | cpu_count {os.cpu_count()} "
-          f"(usable {aff}) | torch {torch.__version__} | threads {torch.get_num_threads()} | "
-          f"python {platform.python_version()} | CUDA {'yes' if torch.cuda.is_available() else 'no'}")
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''} | cpu_count {os.cpu_count()} "
+        f"(usable {aff}) | torch {torch.__version__} | threads {torch.get_num_threads()} | "
+        f"python {platform.python_version()} | CUDA {'yes' if torch.cuda.is_available() else 'no'}"
+    )
     t0 = time.perf_counter()
     part1(args.quick)
     part2(args.quick, args.threads)

@@ -1,4 +1,5 @@
 """Tests of latentkit.divergence against torch.distributions, scipy, mpmath and Monte Carlo."""
+
 import itertools
 import math
 
@@ -53,13 +54,17 @@ def make(kind, seed):
     if kind == "full":
         return MultivariateNormal(m, covariance_matrix=rpd(D, seed + 100))
     if kind == "lowrank":
-        return LowRankMultivariateNormal(m, 0.5 * torch.randn(D, 2, generator=g, dtype=F64),
-                                         0.3 + torch.rand(D, generator=g, dtype=F64))
+        return LowRankMultivariateNormal(
+            m, 0.5 * torch.randn(D, 2, generator=g, dtype=F64), 0.3 + torch.rand(D, generator=g, dtype=F64)
+        )
     if kind == "kron":
         return MatrixNormal(m.reshape(R, C), row_cov=rpd(R, seed + 1), col_cov=rpd(C, seed + 2))
     if kind == "kron_prec":
-        return MatrixNormal(m.reshape(R, C), row_precision=rpd(R, seed + 3),
-                            col_scale_tril=torch.linalg.cholesky(rpd(C, seed + 4)))
+        return MatrixNormal(
+            m.reshape(R, C),
+            row_precision=rpd(R, seed + 3),
+            col_scale_tril=torch.linalg.cholesky(rpd(C, seed + 4)),
+        )
     return MatrixNormal(m.reshape(R, C), col_precision=rpd(C, seed + 5))
 
 
@@ -79,8 +84,9 @@ def kl_np(p, q):
     m1, S1 = dense_np(q)
     S1i = np.linalg.inv(S1)
     dm = m1 - m0
-    return 0.5 * (np.trace(S1i @ S0) + dm @ S1i @ dm - len(m0)
-                  + np.linalg.slogdet(S1)[1] - np.linalg.slogdet(S0)[1])
+    return 0.5 * (
+        np.trace(S1i @ S0) + dm @ S1i @ dm - len(m0) + np.linalg.slogdet(S1)[1] - np.linalg.slogdet(S0)[1]
+    )
 
 
 def torch_dense(p):
@@ -116,17 +122,29 @@ def test_large_layer_without_dense_matrices():
     wt = w * (w.abs() > 0.01).to(F64)
     dm2 = float(((w - wt) ** 2).sum())
     s = 0.05
-    assert float(kl(latent_space(w, scale=s), latent_space(wt, scale=s))) == pytest.approx(dm2 / (2 * s * s), rel=1e-12)
-    assert float(kl(latent_space(w, covariance="diagonal", scale=s),
-                    latent_space(wt, covariance="diagonal", scale=s))) == pytest.approx(dm2 / (2 * s * s), rel=1e-12)
-    assert float(kl(latent_space(w, covariance="kronecker", scale=s),
-                    latent_space(wt, covariance="kronecker", scale=s))) == pytest.approx(dm2 / (2 * s * s), rel=1e-12)
+    assert float(kl(latent_space(w, scale=s), latent_space(wt, scale=s))) == pytest.approx(
+        dm2 / (2 * s * s), rel=1e-12
+    )
+    assert float(
+        kl(latent_space(w, covariance="diagonal", scale=s), latent_space(wt, covariance="diagonal", scale=s))
+    ) == pytest.approx(dm2 / (2 * s * s), rel=1e-12)
+    assert float(
+        kl(
+            latent_space(w, covariance="kronecker", scale=s),
+            latent_space(wt, covariance="kronecker", scale=s),
+        )
+    ) == pytest.approx(dm2 / (2 * s * s), rel=1e-12)
     # different scales: trace + log-det terms, isotropic vs diagonal vs kronecker
     U = rpd(r, 9)
     p = MatrixNormal(w, row_cov=U)
     q = IsotropicNormal(wt.reshape(-1), 0.7)
-    ref = 0.5 * (c * float(torch.trace(U)) / 0.49 + dm2 / 0.49 - r * c + r * c * math.log(0.49)
-                 - c * float(torch.logdet(U)))
+    ref = 0.5 * (
+        c * float(torch.trace(U)) / 0.49
+        + dm2 / 0.49
+        - r * c
+        + r * c * math.log(0.49)
+        - c * float(torch.logdet(U))
+    )
     assert float(kl(p, q)) == pytest.approx(ref, rel=1e-10)
 
 
@@ -144,7 +162,8 @@ def test_kl_errors():
         kl_divergence(MultivariateStudentT(torch.zeros(4, dtype=F64), df=3.0), p)
     with pytest.raises(ValueError, match="not positive definite"):
         latent_space(torch.zeros(2, 2), covariance="kronecker").__class__(
-            torch.zeros(2, 2, dtype=F64), row_cov=torch.zeros(2, 2, dtype=F64))
+            torch.zeros(2, 2, dtype=F64), row_cov=torch.zeros(2, 2, dtype=F64)
+        )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -172,16 +191,26 @@ def test_property_kl_nonnegative_zero_on_self_and_finite(vp, vq, mshift, kind):
     elif kind == "lowrank":
         W = torch.randn(d, 2, generator=gen(1), dtype=F64)
         p = LowRankMultivariateNormal(torch.zeros(d, dtype=F64), W, torch.tensor(vp * 2, dtype=F64))
-        q = LowRankMultivariateNormal(torch.full((d,), mshift, dtype=F64), 2 * W, torch.tensor(vq * 2, dtype=F64))
+        q = LowRankMultivariateNormal(
+            torch.full((d,), mshift, dtype=F64), 2 * W, torch.tensor(vq * 2, dtype=F64)
+        )
     else:
-        p = MatrixNormal(torch.zeros(2, 3, dtype=F64), row_cov=torch.diag(torch.tensor(vp[:2], dtype=F64)),
-                         col_cov=torch.diag(torch.tensor(vp, dtype=F64)))
-        q = MatrixNormal(torch.full((2, 3), mshift, dtype=F64), row_cov=torch.diag(torch.tensor(vq[:2], dtype=F64)),
-                         col_cov=torch.diag(torch.tensor(vq, dtype=F64)))
+        p = MatrixNormal(
+            torch.zeros(2, 3, dtype=F64),
+            row_cov=torch.diag(torch.tensor(vp[:2], dtype=F64)),
+            col_cov=torch.diag(torch.tensor(vp, dtype=F64)),
+        )
+        q = MatrixNormal(
+            torch.full((2, 3), mshift, dtype=F64),
+            row_cov=torch.diag(torch.tensor(vq[:2], dtype=F64)),
+            col_cov=torch.diag(torch.tensor(vq, dtype=F64)),
+        )
     v = float(kl(p, q))
     assert math.isfinite(v) and v >= 0
     assert float(kl(p, p)) == 0.0
-    assert v == pytest.approx(kl_np(p, q) if kind != "lowrank" else float(kl_divergence(p, q)), rel=1e-6, abs=1e-9)
+    assert v == pytest.approx(
+        kl_np(p, q) if kind != "lowrank" else float(kl_divergence(p, q)), rel=1e-6, abs=1e-9
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -205,12 +234,22 @@ def test_student_t_kl_matches_high_precision_integral():
 
     def ref(delta, nu, d):
         delta, nu, d = mp.mpf(delta), mp.mpf(nu), mp.mpf(d)
-        g = lambda t: (1 + 2 * t) ** (-(nu + d) / 2) * (1 - (1 + 2 * delta**2 * t / (nu * (1 + 2 * t) ** 2)) ** (-nu / 2)) / t  # noqa: E731
+        g = lambda t: (  # noqa: E731
+            (1 + 2 * t) ** (-(nu + d) / 2)
+            * (1 - (1 + 2 * delta**2 * t / (nu * (1 + 2 * t) ** 2)) ** (-nu / 2))
+            / t
+        )
         s, a = 1 / (nu + d), nu / delta**2
         pts = sorted({mp.mpf(0), s, 10 * s, a, 10 * a, 100 * s, mp.mpf(1), mp.inf})
         return float((nu + d) / 2 * mp.quad(g, pts))
 
-    for d, nu, delta in [(1, 0.5, 0.3), (100, 4.0, 0.02), (100, 4.0, 3.0), (10, 30.0, 40.0), (409600, 4.0, 1.0)]:
+    for d, nu, delta in [
+        (1, 0.5, 0.3),
+        (100, 4.0, 0.02),
+        (100, 4.0, 3.0),
+        (10, 30.0, 40.0),
+        (409600, 4.0, 1.0),
+    ]:
         assert student_t_kl_from_distance(delta, nu, d) == pytest.approx(ref(delta, nu, d), rel=1e-8)
 
 
@@ -243,8 +282,12 @@ def test_student_t_kl_gaussian_limit_and_isotropic_equivalence():
     g = gen(3)
     a, b = torch.randn(d, generator=g, dtype=F64), torch.randn(d, generator=g, dtype=F64)
     iso = float(kl(MultivariateStudentT(a, df=4.0, scale=2.0), MultivariateStudentT(b, df=4.0, scale=2.0)))
-    tri = float(kl(MultivariateStudentT(a, 2.0 * torch.eye(d, dtype=F64), 4.0),
-                   MultivariateStudentT(b, df=4.0, scale=2.0)))
+    tri = float(
+        kl(
+            MultivariateStudentT(a, 2.0 * torch.eye(d, dtype=F64), 4.0),
+            MultivariateStudentT(b, df=4.0, scale=2.0),
+        )
+    )
     assert iso == pytest.approx(tri, rel=1e-12)
     assert iso == pytest.approx(student_t_kl_from_distance(float((a - b).norm()) / 2.0, 4.0, d), rel=1e-12)
     assert float(kl(MultivariateStudentT(a, df=4.0), MultivariateStudentT(a, df=4.0))) == 0.0
@@ -303,14 +346,18 @@ def test_kl_monte_carlo_errors():
         kl_monte_carlo(p, p, 10, 1, generator=0)
 
 
-# ------------------------------------------------------------------------------------------ Hellinger / W2 / TV
+# ---------------------------------------------------------------------------------- Hellinger / W2 / TV
 def hellinger_np(p, q):
     m0, S0 = dense_np(p)
     m1, S1 = dense_np(q)
     Sm = 0.5 * (S0 + S1)
     dm = m1 - m0
-    bc = (np.linalg.det(S0) ** 0.25 * np.linalg.det(S1) ** 0.25 / np.linalg.det(Sm) ** 0.5
-          * np.exp(-0.125 * dm @ np.linalg.solve(Sm, dm)))
+    bc = (
+        np.linalg.det(S0) ** 0.25
+        * np.linalg.det(S1) ** 0.25
+        / np.linalg.det(Sm) ** 0.5
+        * np.exp(-0.125 * dm @ np.linalg.solve(Sm, dm))
+    )
     return math.sqrt(max(1 - bc, 0.0))
 
 
@@ -322,8 +369,16 @@ def w2_np(p, q):
     return math.sqrt(max(((m0 - m1) ** 2).sum() + np.trace(S0) + np.trace(S1) - 2 * np.trace(cross), 0.0))
 
 
-PAIRS = [("iso", "diag"), ("diag", "diag"), ("iso", "full"), ("full", "lowrank"), ("kron", "kron"),
-         ("kron_prec", "kron_ident"), ("kron", "diag"), ("lowrank", "kron_prec")]
+PAIRS = [
+    ("iso", "diag"),
+    ("diag", "diag"),
+    ("iso", "full"),
+    ("full", "lowrank"),
+    ("kron", "kron"),
+    ("kron_prec", "kron_ident"),
+    ("kron", "diag"),
+    ("lowrank", "kron_prec"),
+]
 
 
 @pytest.mark.parametrize("kp,kq", PAIRS)
@@ -353,13 +408,16 @@ def test_hellinger_w2_large_and_unsupported():
     p, q = latent_space(w, scale=2.0), latent_space(w + 0.001, scale=2.0)
     assert hellinger(p, q) == pytest.approx(math.sqrt(-math.expm1(-0.125 * 409600 * 1e-6 / 4)), rel=1e-10)
     assert wasserstein2(p, q) == pytest.approx(math.sqrt(409600 * 1e-6), rel=1e-10)
-    big = LowRankMultivariateNormal(torch.zeros(5000, dtype=F64), torch.ones(5000, 1, dtype=F64),
-                                    torch.ones(5000, dtype=F64))
+    big = LowRankMultivariateNormal(
+        torch.zeros(5000, dtype=F64), torch.ones(5000, 1, dtype=F64), torch.ones(5000, dtype=F64)
+    )
     with pytest.raises(ValueError, match="dense d x d"):
         hellinger(big, IsotropicNormal(torch.zeros(5000, dtype=F64), 1.0))
     with pytest.raises(TypeError, match="not a Gaussian"):
-        wasserstein2(MultivariateStudentT(torch.zeros(3, dtype=F64), df=3.0),
-                     MultivariateStudentT(torch.zeros(3, dtype=F64), df=3.0))
+        wasserstein2(
+            MultivariateStudentT(torch.zeros(3, dtype=F64), df=3.0),
+            MultivariateStudentT(torch.zeros(3, dtype=F64), df=3.0),
+        )
 
 
 def test_tv_bounds():

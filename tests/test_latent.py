@@ -231,7 +231,7 @@ def test_student_t_errors():
     with pytest.raises(TypeError, match="dtype"):
         MultivariateStudentT(loc, torch.eye(3), 4.0)
     with pytest.raises(ValueError, match="undefined for df <= 1"):
-        MultivariateStudentT(loc, df=1.0).mean
+        MultivariateStudentT(loc, df=1.0).mean  # noqa: B018
     with pytest.raises(ValueError, match="NaN or infinite"):
         MultivariateStudentT(torch.tensor([0.0, float("inf")]), df=4.0)
 
@@ -474,3 +474,89 @@ def test_relocate_rejects_bad_inputs():
         relocate("not a law", torch.zeros(4))
     with pytest.raises(TypeError, match="latent law"):
         relocate(torch.distributions.Normal(torch.zeros(4), 1.0), torch.zeros(4))
+
+
+# ------------------------------------------------------------------------------ architecture and issue 12
+def test_latent_package_does_not_import_divergence():
+    import subprocess
+    import sys
+
+    code = "import sys, latentkit.latent; print('latentkit.divergence' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_latent_space_is_a_registry_over_the_option_vocabularies():
+    from latentkit.latent.space import BUILDERS
+    from latentkit.options import COVARIANCES, FAMILIES
+
+    assert {f for f, _ in BUILDERS} == set(FAMILIES)
+    assert {c for _, c in BUILDERS} == set(COVARIANCES)
+    assert latentkit_latent_vocab() == (FAMILIES, COVARIANCES)
+
+
+def latentkit_latent_vocab():
+    import latentkit.latent as lat
+
+    return lat.FAMILIES, lat.COVARIANCES
+
+
+def test_laws_expose_public_linalg_operators():
+    from latentkit.linalg import (
+        DiagonalCovariance,
+        IsotropicCovariance,
+        KroneckerCovariance,
+        KroneckerFactor,
+        TrilCovariance,
+    )
+
+    loc = torch.zeros(6, dtype=F64)
+    assert isinstance(IsotropicNormal(loc, 2.0).covariance_operator, IsotropicCovariance)
+    assert isinstance(DiagonalNormal(loc, 2.0).covariance_operator, DiagonalCovariance)
+    mn = MatrixNormal(loc.reshape(2, 3), row_cov=2.0 * torch.eye(2, dtype=F64))
+    assert isinstance(mn.covariance_operator, KroneckerCovariance)
+    assert isinstance(mn.row_factor, KroneckerFactor) and mn.col_factor.kind == "identity"
+    torch.testing.assert_close(mn.covariance_operator.dense(), mn.covariance_matrix)
+    t = MultivariateStudentT(loc, df=4.0, scale=2.0)
+    assert isinstance(t.scale_operator, IsotropicCovariance)
+    t2 = MultivariateStudentT(loc, 2.0 * torch.eye(6, dtype=F64), 4.0)
+    assert isinstance(t2.scale_operator, TrilCovariance)
+
+
+def test_validate_args_is_honoured():
+    loc = torch.zeros(3, dtype=F64)
+    bad = torch.tensor([float("nan"), 0.0, 0.0], dtype=F64)
+    for law in (
+        IsotropicNormal(loc, 1.0, validate_args=True),
+        DiagonalNormal(loc, 1.0, validate_args=True),
+        MultivariateStudentT(loc, df=4.0, validate_args=True),
+    ):
+        with pytest.raises(ValueError, match="support"):
+            law.log_prob(bad)
+    mn = MatrixNormal(torch.zeros(2, 2, dtype=F64), validate_args=True)
+    with pytest.raises(ValueError, match="support"):
+        mn.log_prob(torch.full((2, 2), float("nan"), dtype=F64))
+    assert torch.isnan(IsotropicNormal(loc, 1.0).log_prob(bad))  # default: no extra check, as before
+    assert IsotropicNormal(loc, 1.0, validate_args=True).arg_constraints["scale"] is not None
+
+
+def test_half_precision_location_is_refused_with_a_type_error():
+    for make in (
+        lambda x: IsotropicNormal(x, 1.0),
+        lambda x: DiagonalNormal(x, 1.0),
+        lambda x: MultivariateStudentT(x, df=4.0),
+        lambda x: MatrixNormal(x.reshape(1, 3)),
+    ):
+        with pytest.raises(TypeError, match="loc must have dtype"):
+            make(torch.zeros(3, dtype=torch.float16))
+
+
+def test_list_parameters_are_cast_to_the_location_dtype():
+    loc = torch.zeros(3, dtype=torch.float32)
+    assert DiagonalNormal(loc, [1.0, 2.0, 3.0]).scale.dtype == torch.float32
+    t = MultivariateStudentT(loc, [[1.0, 0, 0], [0.5, 1.0, 0], [0, 0, 1.0]], 4.0)
+    assert t.scale_tril.dtype == torch.float32
+    mn = MatrixNormal(torch.zeros(2, 2), row_cov=[[2.0, 0.0], [0.0, 1.0]])
+    assert mn.row_cov.dtype == torch.float32
+    with pytest.raises(TypeError, match="dtype"):  # a tensor of another dtype is still refused
+        DiagonalNormal(loc, torch.ones(3, dtype=F64))
