@@ -30,11 +30,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import divergence  # noqa: F401  (importing it registers latentkit's KL pairs with torch)
-from ._validation import as_tensor, check_choice, check_nonnegative, check_same_device, check_same_shape
-from .latent import latent_space, project
-from .modules import effective_weight, prunable_layers
-from .options import AP2_NORMALIZATIONS, PROJECTIONS
+from .. import divergence  # noqa: F401  (importing it registers latentkit's KL pairs with torch)
+from .._validation import as_tensor, check_choice, check_nonnegative, check_same_device, check_same_shape
+from ..latent import latent_space, project
+from ..modules import effective_weight, prunable_layers
+from ..options import AP2_NORMALIZATIONS, PROJECTIONS
 
 __all__ = ["PatternTest", "ap2", "ap3", "has_ap2", "has_ap3", "layer_table", "AP2_NORMALIZATIONS"]
 
