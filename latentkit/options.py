@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     "AP2_NORMALIZATIONS",
+    "CHUNK_REMAINDERS",
     "COVARIANCES",
     "CORRELATION_LEVELS",
     "DATASETS",
@@ -19,11 +20,13 @@ __all__ = [
     "EXISTING_MASKS",
     "FAMILIES",
     "FINETUNE_BN_MODES",
+    "FINETUNE_PROTOCOLS",
     "FITS",
     "GRID_METHODS",
     "LAYER_SELECTIONS",
     "METHOD_ORDER",
     "NETWORKS",
+    "NORMALIZATIONS",
     "PAPER_METHODS",
     "PRESETS",
     "PROJECTIONS",
@@ -46,11 +49,28 @@ AP2_NORMALIZATIONS = ("dense_norm", "numel")
 
 # ---------------------------------------------------------------- pruning (latentkit.pruning)
 #: Every pruning method of :func:`latentkit.pruning.prune`.
-PRUNING_METHODS = ("lowest", "highest", "highest_reference", "random", "structured", "lq_adaptive", "spectral")
+PRUNING_METHODS = (
+    "lowest",
+    "highest",
+    "highest_reference",
+    "random",
+    "structured",
+    "lq_adaptive",
+    "spectral",
+    "random_reference",
+)
 #: The three methods the paper runs, in the order its figures show them (lowest < random < highest).
 PAPER_METHODS = ("lowest", "random", "highest")
 #: Methods a grid may run on the last layer (spectral needs the layer's inputs, which the grid does not give).
-GRID_METHODS = ("lowest", "highest", "highest_reference", "random", "structured", "lq_adaptive")
+GRID_METHODS = (
+    "lowest",
+    "highest",
+    "highest_reference",
+    "random",
+    "structured",
+    "lq_adaptive",
+    "random_reference",
+)
 #: Display order of methods in figures and tables: the paper's three, then the others.
 METHOD_ORDER = PAPER_METHODS + tuple(m for m in GRID_METHODS if m not in PAPER_METHODS)
 #: Scope of a magnitude threshold: per layer or one threshold over all pruned layers.
@@ -79,3 +99,14 @@ FINETUNE_BN_MODES = ("eval", "train")
 CORRELATION_LEVELS = ("cells", "epochs", "within")
 #: Verdicts of a claim (:mod:`latentkit.claims`).
 VERDICTS = ("holds", "fails", "mixed", "n/a")
+
+# ---------------------------------------------------------------- reference mode (issue 10)
+#: Remainder policies of chunk means (:func:`latentkit.latent.project`, ``remainder=``): ``split`` = exactly
+#: ``k`` chunks (:func:`torch.tensor_split`), ``reference`` = the reference's ``range(0, d, d // k)``.
+CHUNK_REMAINDERS = ("split", "reference")
+#: Input normalisation of CIFAR at 224 px (:func:`latentkit.zoo.load_dataset`): ``imagenet`` for both
+#: data sets, ``reference`` = ImageNet statistics for CIFAR10 and CIFAR10's statistics for CIFAR100.
+NORMALIZATIONS = ("imagenet", "reference")
+#: Fine-tuning protocols of the exact engine: ``latentkit`` (last layer only) or ``reference`` (biases and
+#: BatchNorm shifts of every module keep training, the running augmented train accuracy is PD_train's).
+FINETUNE_PROTOCOLS = ("latentkit", "reference")

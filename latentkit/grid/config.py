@@ -63,6 +63,10 @@ RENAMED_KEYS = {"scale": "preset"}
 #: config stay as they were. A new optional field registers its default here.
 OPTIONAL_DEFAULTS: dict[str, Any] = {
     "threads_per_group": None,
+    "normalization": "imagenet",
+    "finetune_protocol": "latentkit",
+    "reference_mc_samples": 600_000,
+    "reference_mc_repeats": 100,
 }
 
 
@@ -145,6 +149,18 @@ class ExperimentConfig:
         (float reductions split differently), so a set value is part of the dense and cell cache
         keys (``None`` is not: older caches stay valid). With a local parallel executor, one group
         per core: ``threads_per_group: 1``.
+    normalization : {"imagenet", "reference"}
+        Input statistics of CIFAR at 224 px (:func:`latentkit.zoo.cifar.paper_normalization`):
+        ``"imagenet"`` (default) for both data sets; ``"reference"``: the reference code's CIFAR10
+        statistics for CIFAR100. Part of the dense key only when not the default.
+    finetune_protocol : {"latentkit", "reference"}
+        Exact engine only. ``"latentkit"`` (default): only the last layer's unpruned weights and its
+        bias train. ``"reference"``: the reference's loop (a new SGD, train mode, only the ``.weight``
+        gradients of the other modules zeroed, so every bias and BatchNorm shift keeps training;
+        ``pd_train`` from the running, augmented train accuracy). In the cell key only when set.
+    reference_mc_samples, reference_mc_repeats : int
+        Monte Carlo size of the extra measure ``ap3_reference_t`` (default the reference's
+        600,000 x 100); in the cell key only when that measure is asked for and not at the default.
     """
 
     name: str = "quick"
@@ -193,6 +209,10 @@ class ExperimentConfig:
     eval_batch_size: int = 1024
     num_workers: int = 0
     threads_per_group: int | None = None
+    normalization: str = "imagenet"
+    finetune_protocol: str = "latentkit"
+    reference_mc_samples: int = 600_000
+    reference_mc_repeats: int = 100
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -29,6 +29,8 @@ def dataset_views(plan: GroupPlan) -> dict[str, torch.utils.data.Dataset]:
     The training views are the evaluation view itself unless their augmentation is on.
     """
     common = dict(root=plan.data_root, download=plan.download, scale=plan.preset, seed=plan.data_seed)
+    if plan.normalization != "imagenet":  # the reference's per-dataset statistics (paper-preset CIFAR)
+        common["normalization"] = plan.normalization
     name = plan.dataset
     views = {
         "train_eval": zoo.load_dataset(

@@ -10,7 +10,12 @@ labels and the measures) and return ``{(method, sparsity): rows}``, one row per 
     With ``finetune_bn="train"`` the network is in train mode during fine-tuning as in the
     reference code: BatchNorm running statistics drift and dropout is active, so the frozen
     backbone's features *change* during fine-tuning (reference departure 3 in the paper notes).
-    With ``finetune_bn="eval"`` the backbone is a fixed function.
+    With ``finetune_bn="eval"`` the backbone is a fixed function. With
+    ``finetune_protocol="reference"`` the loop is the reference code's (:func:`reference_trainable`,
+    :func:`running_epoch`): train mode, every parameter in the new SGD but the ``.weight``
+    gradients of the other modules zeroed (biases and BatchNorm shifts of the whole network keep
+    training), and ``train_loss`` / ``train_acc`` / ``pd_train`` from the running, augmented
+    training batches of the epoch (no separate pass over the training set).
 ``cached`` (:class:`CachedEngine`)
     The backbone is frozen in eval mode, so the fine-tuning of the last layer is a linear
     softmax model on fixed penultimate features. All (method x sparsity) cells are fine-tuned
@@ -38,7 +43,7 @@ from torch import nn
 from .. import zoo
 from ..pruning import MaskedOptimizer, effective_weight, freeze_all_but, prune
 from .cache import CacheStore
-from .data import dataset_views, is_tensor_dataset, labels
+from .data import batches, dataset_views, is_tensor_dataset, labels, to_input
 from .keys import cell_seed, finetune_seed
 from .measures import APMeasure
 from .plan import GroupPlan
@@ -54,6 +59,8 @@ __all__ = [
     "finetune_cached",
     "group_rows",
     "prune_copy",
+    "reference_trainable",
+    "running_epoch",
 ]
 
 Cell = tuple[str, float]
@@ -121,7 +128,13 @@ class DenseGroup:
         X_tr, X_te = features(dense, views["train_eval"], plan), features(dense, views["test_eval"], plan)
         y_tr, y_te = labels(views["train_eval"], plan.device), labels(views["test_eval"], plan.device)
         measure = APMeasure(
-            plan.ap3_specs, plan.extra_measures, w_dense, X_tr, F.linear(X_tr, w_dense, b_dense)
+            plan.ap3_specs,
+            plan.extra_measures,
+            w_dense,
+            X_tr,
+            F.linear(X_tr, w_dense, b_dense),
+            mc_samples=plan.reference_mc_samples,
+            mc_repeats=plan.reference_mc_repeats,
         )
         chunk = plan.eval_batch_size
         d_tr_loss, d_tr_acc = batched_eval(w_dense[None], b_dense[None], X_tr, y_tr, chunk)
@@ -377,9 +390,15 @@ class ExactEngine(FineTuneEngine):
         return rows
 
     @staticmethod
-    def _optimizer(model: nn.Module, plan: GroupPlan, lname: str) -> MaskedOptimizer:
-        """SGD on the trainable weights (last layer, or every layer with ``layers="all"``), masks held."""
-        if plan.layers == "all":  # every parameter trainable, pruned entries held at 0
+    def _optimizer(
+        model: nn.Module, plan: GroupPlan, lname: str
+    ) -> tuple[MaskedOptimizer, list[torch.utils.hooks.RemovableHandle]]:
+        """SGD on the trainable weights (last layer, every layer with ``layers="all"``, or the
+        reference's :func:`reference_trainable`), masks held; plus the gradient hooks to remove."""
+        handles: list[torch.utils.hooks.RemovableHandle] = []
+        if plan.finetune_protocol == "reference":
+            params, handles = reference_trainable(model, lname)
+        elif plan.layers == "all":  # every parameter trainable, pruned entries held at 0
             for p_ in model.parameters():
                 p_.requires_grad_(True)
             params = list(model.parameters())
@@ -388,7 +407,7 @@ class ExactEngine(FineTuneEngine):
         sgd = torch.optim.SGD(
             params, lr=float(plan.finetune_lr), momentum=plan.momentum, weight_decay=plan.weight_decay
         )
-        return MaskedOptimizer(sgd, model=model)
+        return MaskedOptimizer(sgd, model=model), handles
 
     @staticmethod
     def _cell(
@@ -402,39 +421,26 @@ class ExactEngine(FineTuneEngine):
         plan, lname = group.plan, group.layer_name
         t_cell = time.perf_counter()
         layer_p, mask = model.get_submodule(lname), result.masks[lname]
+        reference = plan.finetune_protocol == "reference"
         out: list[dict[str, Any]] = []
 
-        def evaluate_and_record(epoch: int) -> None:
-            tr, te = (
-                evaluate(model, group.views["train_eval"], plan),
-                evaluate(model, group.views["test_eval"], plan),
-            )
-            total = None
-            if plan.layers == "all":  # sum over layers of ||w - w~||^2
-                total = float(
-                    sum(
-                        float(((dense_w[n] - effective_weight(model.get_submodule(n)).double()) ** 2).sum())
-                        for n in result.masks
-                    )
+        def evaluate_and_record(epoch: int, running: tuple[float, float] | None = None) -> None:
+            if running is None:
+                tr, te = (
+                    evaluate(model, group.views["train_eval"], plan),
+                    evaluate(model, group.views["test_eval"], plan),
                 )
+            else:  # the reference's PD_train: the running accuracy of the epoch's training batches
+                tr, te = running, evaluate(model, group.views["test_eval"], plan)
+            total = _ap2_all(model, result, dense_w) if plan.layers == "all" else None
+            w = effective_weight(layer_p).detach().float()
             out.append(
-                group.row(
-                    method,
-                    sparsity,
-                    epoch,
-                    effective_weight(layer_p).detach().float(),
-                    tr,
-                    te,
-                    time.perf_counter() - t_cell,
-                    mask,
-                    1,
-                    total,
-                )
+                group.row(method, sparsity, epoch, w, tr, te, time.perf_counter() - t_cell, mask, 1, total)
             )
 
         evaluate_and_record(0)
         lr, epochs = float(plan.finetune_lr), plan.finetune_epochs
-        opt = ExactEngine._optimizer(model, plan, lname)
+        opt, handles = ExactEngine._optimizer(model, plan, lname)
         seed = finetune_seed(plan)
         g, aug_g = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
         ds = group.views["train_finetune"]
@@ -443,20 +449,90 @@ class ExactEngine(FineTuneEngine):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed % (2**31))
             for epoch in range(epochs):
-                model.train() if plan.finetune_bn == "train" else model.eval()
-                sgd_epoch(
-                    model,
-                    opt,
-                    ds,
-                    plan.finetune_batch_size,
-                    cosine_lr(lr, epoch, epochs),
-                    g,
-                    aug_g if quick_aug else None,
-                    plan,
-                )
-                evaluate_and_record(epoch + 1)
+                model.train() if plan.finetune_bn == "train" or reference else model.eval()
+                args = (model, opt, ds, plan.finetune_batch_size, cosine_lr(lr, epoch, epochs), g)
+                if reference:
+                    evaluate_and_record(epoch + 1, running_epoch(*args, aug_g if quick_aug else None, plan))
+                else:
+                    sgd_epoch(*args, aug_g if quick_aug else None, plan)
+                    evaluate_and_record(epoch + 1)
         opt.remove()
+        for h in handles:
+            h.remove()
         return out
+
+
+def _ap2_all(model: nn.Module, result: Any, dense_w: dict[str, torch.Tensor]) -> float:
+    """Sum over the pruned layers of :math:`\\lVert w - \tilde w \rVert_2^2` (``layers="all"``)."""
+    return float(
+        sum(
+            float(((dense_w[n] - effective_weight(model.get_submodule(n)).double()) ** 2).sum())
+            for n in result.masks
+        )
+    )
+
+
+def reference_trainable(
+    model: nn.Module, lname: str
+) -> tuple[list[nn.Parameter], list[torch.utils.hooks.RemovableHandle]]:
+    """Every parameter of ``model`` trainable, with the ``.weight`` gradients of the other modules zeroed.
+
+    The reference code's fine-tuning: after each backward pass it sets the gradient of every
+    module's ``.weight`` to zero except the last layer's (``lname``), so every bias and every
+    BatchNorm shift (``.bias``) keeps training while the other weights (BatchNorm scales included)
+    get a zero gradient (with weight decay 0, the reference's, they do not move). Here a gradient
+    hook returns zeros for those weights (``weight_orig`` of a pruned module too).
+
+    Returns
+    -------
+    (params, handles)
+        All parameters (for the optimizer) and the hooks (call ``remove()`` on each when done).
+    """
+    handles = []
+    for p_ in model.parameters():
+        p_.requires_grad_(True)
+    for name, module in model.named_modules():
+        if name == lname:
+            continue
+        for pname in ("weight", "weight_orig"):
+            p_ = module._parameters.get(pname)
+            if p_ is not None:
+                handles.append(p_.register_hook(torch.zeros_like))
+    return list(model.parameters()), handles
+
+
+def running_epoch(
+    model: nn.Module,
+    opt: Any,
+    ds: Any,
+    batch_size: int,
+    lr: float,
+    g: torch.Generator,
+    aug_g: torch.Generator | None,
+    plan: GroupPlan,
+) -> tuple[float, float]:
+    r"""One training epoch as :func:`~latentkit.grid.training.sgd_epoch` (same batches, same updates),
+    returning the running loss and accuracy of the (augmented) training batches seen in it.
+
+    .. math:: \text{loss} = \frac{1}{N} \sum_b \sum_{i \in b} \ell_i, \qquad
+              \text{acc} = \frac{100}{N} \sum_b \#\{i \in b : \arg\max f(x_i) = y_i\}
+
+    with each batch's outputs taken *before* its update (the reference's train accuracy).
+    """
+    for group in opt.param_groups:
+        group["lr"] = lr
+    order = torch.randperm(len(ds), generator=g)
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y in batches(ds, batch_size, order, plan.device, plan.num_workers, aug_g):
+        out = model(to_input(x, plan.channels_last))
+        loss = F.cross_entropy(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += float(loss.detach()) * len(y)
+        correct += int((out.detach().argmax(1) == y).sum())
+        n += len(y)
+    return loss_sum / max(n, 1), 100.0 * correct / max(n, 1)
 
 
 #: Engine classes by the config's ``engine`` value.

@@ -47,6 +47,8 @@ def dense_key(plan: GroupPlan) -> dict[str, Any]:
     }
     if plan.threads_per_group is not None:
         key["threads"] = plan.threads_per_group
+    if plan.normalization != "imagenet":  # the reference's CIFAR100 statistics (a different input)
+        key["normalization"] = plan.normalization
     return key
 
 
@@ -81,6 +83,11 @@ def cell_key(plan: GroupPlan, method: str, sparsity: float) -> dict[str, Any]:
         key["extra_measures"] = list(plan.extra_measures)
     if plan.random_mask_seed != "per_trial":
         key["random_mask_seed"] = plan.random_mask_seed
+    if plan.finetune_protocol != "latentkit":
+        key["finetune_protocol"] = plan.finetune_protocol
+    mc = (plan.reference_mc_samples, plan.reference_mc_repeats)
+    if "ap3_reference_t" in plan.extra_measures and mc != (600_000, 100):
+        key["reference_mc"] = list(mc)
     return key
 
 

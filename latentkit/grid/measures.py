@@ -8,18 +8,22 @@ Per epoch ``t`` the cell records
 
 * ``ap2`` = :math:`\lVert w - \tilde w_t \rVert_2^2` (:func:`latentkit.patterns.ap2`),
 * ``ap3_<name>`` = :math:`\mathrm{KL}(P(w) \Vert P(\tilde w_t))` (:func:`latentkit.patterns.ap3`),
-* the :data:`EXTRA_MEASURES` the config asks for.
+* the :data:`EXTRA_MEASURES` the config asks for, among them the reference code's two "AP3"s
+  (:func:`reference_gauss_ap3`, :func:`reference_t_ap3`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ..latent import fit_laplace_linear
+from .._validation import check_int
+from ..divergence import kl_monte_carlo
+from ..latent import fit_laplace_linear, latent_space
 from ..options import FAMILIES, FITS
 from ..patterns import ap2, ap3
 from ..pruning import degrees_of_freedom, lq_index, pq_index
@@ -29,10 +33,13 @@ __all__ = [
     "AP3Spec",
     "APMeasure",
     "EXTRA_MEASURES",
+    "REFERENCE_MC",
     "dry_run_ap3",
     "extra_measures",
     "parse_ap3",
     "parse_ap3_spec",
+    "reference_gauss_ap3",
+    "reference_t_ap3",
 ]
 
 #: Optional per-epoch measures of the pruned last layer (config field ``extra_measures``), name -> column.
@@ -41,13 +48,21 @@ __all__ = [
 #: :math:`D = W - \tilde W_t` and :math:`S = \frac1n\sum_i x_i x_i^\top` the uncentred second moment of the
 #: dense network's penultimate training features (= mean squared change of the logits, bias aside);
 #: ``dof_change``: :math:`|N(W S W^\top) - N(\tilde W_t S \tilde W_t^\top)|` with
-#: :func:`latentkit.pruning.degrees_of_freedom` at :math:`\lambda = \mathrm{tr}(W S W^\top) / C`.
+#: :func:`latentkit.pruning.degrees_of_freedom` at :math:`\lambda = \mathrm{tr}(W S W^\top) / C`;
+#: ``ap3_reference_gauss``: the reference code's Gaussian "AP3" (:func:`reference_gauss_ap3`);
+#: ``ap3_reference_t``: its Monte Carlo Student-t AP3 (:func:`reference_t_ap3`; samples and repeats from
+#: the config's ``reference_mc_samples`` / ``reference_mc_repeats``).
 EXTRA_MEASURES: dict[str, str] = {
     "lq": "lq_index",
     "pq": "pq_index",
     "logit_change": "logit_change",
     "dof_change": "dof_change",
+    "ap3_reference_gauss": "ap3_reference_gauss",
+    "ap3_reference_t": "ap3_reference_t",
 }
+
+#: The reference code's Monte Carlo Student-t AP3: samples per repeat, repeats, df, chunks, seed.
+REFERENCE_MC: dict[str, Any] = {"samples": 600_000, "repeats": 100, "df": 4.0, "num_chunks": 100, "seed": 0}
 
 #: Keys an AP3 entry may hold: its name, the fit, and the keyword arguments of
 #: :func:`latentkit.latent.latent_space` that a YAML file can express.
@@ -62,6 +77,7 @@ AP3_KEYS = (
     "jitter",
     "fit",
     "damping",
+    "remainder",
 )
 _DEFAULT_DAMPING = 1e-3
 
@@ -166,6 +182,8 @@ class APMeasure:
         Dense last-layer weights.
     feats, logits : Tensor (N, F), (N, C)
         The dense network's penultimate training features and its logits on them.
+    mc_samples, mc_repeats : int
+        Monte Carlo size of ``ap3_reference_t`` (default the reference's 600,000 x 100).
     """
 
     def __init__(
@@ -175,8 +193,14 @@ class APMeasure:
         w_dense: torch.Tensor,
         feats: torch.Tensor,
         logits: torch.Tensor,
+        mc_samples: int = REFERENCE_MC["samples"],
+        mc_repeats: int = REFERENCE_MC["repeats"],
     ) -> None:
         self.w_dense = w_dense.detach()
+        self.mc = (
+            check_int(mc_samples, "mc_samples", minimum=2),
+            check_int(mc_repeats, "mc_repeats", minimum=1),
+        )
         self.specs: list[tuple[str, dict[str, Any]]] = []
         fits: dict[float, Any] = {}
         for spec in specs:
@@ -204,7 +228,7 @@ class APMeasure:
         for col, kw in self.specs:
             out[col] = ap3(self.w_dense, w, **kw)
         if self.extra:
-            out.update(extra_measures(self.extra, self.w_dense, w, self.S, self.lam, self.dof_dense))
+            out.update(extra_measures(self.extra, self.w_dense, w, self.S, self.lam, self.dof_dense, self.mc))
         return out
 
 
@@ -215,8 +239,12 @@ def extra_measures(
     S: torch.Tensor | None,
     lam: float | None,
     dof_dense: float | None,
+    mc: tuple[int, int] = (REFERENCE_MC["samples"], REFERENCE_MC["repeats"]),
 ) -> dict[str, float]:
-    """The :data:`EXTRA_MEASURES` columns of one pruned last layer ``w`` (C, F) (float64 inside)."""
+    """The :data:`EXTRA_MEASURES` columns of one pruned last layer ``w`` (C, F) (float64 inside).
+
+    ``mc`` = (samples, repeats) of ``ap3_reference_t``.
+    """
     out: dict[str, float] = {}
     wp = w.detach().double()
     for name in names:
@@ -229,4 +257,69 @@ def extra_measures(
             out["logit_change"] = float(torch.einsum("cf,fg,cg->", D, S, D))
         elif name == "dof_change":
             out["dof_change"] = abs(float(dof_dense) - degrees_of_freedom(wp @ S @ wp.T, lam))
+        elif name == "ap3_reference_gauss":
+            out["ap3_reference_gauss"] = reference_gauss_ap3(w_dense, wp)
+        elif name == "ap3_reference_t":
+            out["ap3_reference_t"] = reference_t_ap3(w_dense, wp, samples=mc[0], repeats=mc[1])
     return out
+
+
+# ============================================================================ the reference code's "AP3"s
+def reference_gauss_ap3(w_dense: torch.Tensor, w: torch.Tensor) -> float:
+    r"""The reference code's Gaussian "AP3": a Mahalanobis length, not a KL divergence.
+
+    .. math:: \sqrt{D^\top A D} = \sqrt{\frac{0.001}{\sqrt d}\,\lVert w - \tilde w \rVert_2^2},
+              \qquad A = \frac{0.001}{\sqrt d} I_d, \quad D = \mathrm{vec}(w) - \mathrm{vec}(\tilde w)
+
+    with ``d`` the number of weights: a fixed monotone function of AP2 (symmetric in its
+    arguments), computed without the reference's dense ``d x d`` matrix (float64).
+
+    Parameters
+    ----------
+    w_dense, w : Tensor, same shape
+        Dense and pruned (fine-tuned) weights.
+
+    Returns
+    -------
+    float
+    """
+    a, b = w_dense.detach().double().reshape(-1), w.detach().double().reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"w_dense and w must have the same number of entries; got {a.numel()} and {b.numel()}"
+        )
+    d = a.numel()
+    return math.sqrt(0.001 / math.sqrt(d) * float(((a - b) ** 2).sum()))
+
+
+def reference_t_ap3(
+    w_dense: torch.Tensor,
+    w: torch.Tensor,
+    *,
+    samples: int = REFERENCE_MC["samples"],
+    repeats: int = REFERENCE_MC["repeats"],
+    df: float = REFERENCE_MC["df"],
+    num_chunks: int = REFERENCE_MC["num_chunks"],
+    seed: int = REFERENCE_MC["seed"],
+) -> float:
+    r"""The reference code's Student-t AP3: Monte Carlo :math:`\mathrm{KL}(P(\tilde w) \Vert P(w))`.
+
+    Both laws are multivariate t with location the reference's chunk means of the flattened
+    weights (``remainder="reference"``: ``range(0, d, d // k)``, ``k + 1`` chunks when ``k`` does
+    not divide ``d``), scale :math:`I` and ``df`` degrees of freedom; the divergence runs from the
+    pruned law to the dense one, as the reference, and is estimated as the mean over ``repeats``
+    of :math:`\frac1n \sum_{i=1}^n [\log p_{\tilde w}(x_i) - \log p_w(x_i)]`,
+    :math:`x_i \sim P(\tilde w)` (:func:`latentkit.divergence.kl_monte_carlo`, batched on the
+    weights' device, one ``torch.Generator`` seeded with ``seed`` per call: common random numbers
+    across epochs and cells, unlike the reference's fresh draws).
+
+    Returns
+    -------
+    float
+        The estimate (it may be slightly negative: Monte Carlo noise around a small divergence).
+    """
+    kw = {"projection": "chunk_means", "num_chunks": num_chunks, "remainder": "reference", "df": df}
+    p = latent_space(w.detach(), "student_t", "isotropic", **kw)
+    q = latent_space(w_dense.detach(), "student_t", "isotropic", **kw)
+    gen = torch.Generator(device=p.loc.device).manual_seed(check_int(seed, "seed", minimum=0))
+    return float(kl_monte_carlo(p, q, num_samples=samples, repeats=repeats, generator=gen).estimate)

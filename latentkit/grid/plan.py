@@ -104,6 +104,10 @@ class GroupPlan:
     eval_batch_size: int
     num_workers: int
     threads_per_group: int | None = None
+    normalization: str = "imagenet"
+    finetune_protocol: str = "latentkit"
+    reference_mc_samples: int = 600_000
+    reference_mc_repeats: int = 100
 
     @property
     def cells(self) -> list[tuple[str, float]]:
@@ -158,6 +162,10 @@ def make_plan(
         eval_batch_size=config.eval_batch_size,
         num_workers=config.num_workers,
         threads_per_group=getattr(config, "threads_per_group", None),
+        normalization=config.normalization,
+        finetune_protocol=config.finetune_protocol,
+        reference_mc_samples=config.reference_mc_samples,
+        reference_mc_repeats=config.reference_mc_repeats,
     )
 
 

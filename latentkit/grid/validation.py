@@ -25,7 +25,17 @@ from .._validation import (
     check_positive,
     resolve_device,
 )
-from ..options import DATASETS, ENGINES, FINETUNE_BN_MODES, GRID_METHODS, LAYER_SELECTIONS, NETWORKS, PRESETS
+from ..options import (
+    DATASETS,
+    ENGINES,
+    FINETUNE_BN_MODES,
+    FINETUNE_PROTOCOLS,
+    GRID_METHODS,
+    LAYER_SELECTIONS,
+    NETWORKS,
+    NORMALIZATIONS,
+    PRESETS,
+)
 from .measures import EXTRA_MEASURES, dry_run_ap3, parse_ap3
 
 __all__ = ["CONSTRAINTS", "CROSS_FIELD_RULES", "check_data_present", "per_network_value", "validate_config"]
@@ -239,6 +249,10 @@ CONSTRAINTS: dict[str, Constraint] = {
     "ap3": Anything(),
     "device": Anything(),
     "threads_per_group": NoneOr(_POSITIVE_INT),
+    "normalization": Choice(NORMALIZATIONS, "normalization"),
+    "finetune_protocol": Choice(FINETUNE_PROTOCOLS, "finetune_protocol"),
+    "reference_mc_samples": Integer(2),
+    "reference_mc_repeats": _POSITIVE_INT,
 }
 
 
@@ -267,11 +281,21 @@ def _imagenet_needs_paper(c: Any) -> str | None:
     return None
 
 
+def _reference_protocol_needs_exact(c: Any) -> str | None:
+    if c.finetune_protocol == "reference" and (c.engine != "exact" or c.layers != "last"):
+        return (
+            "finetune_protocol='reference' needs engine='exact' and layers='last': it trains every "
+            "bias and BatchNorm shift of the network, which the cached engine cannot"
+        )
+    return None
+
+
 #: Rules over several fields: each returns the error message, or ``None`` when the rule holds.
 CROSS_FIELD_RULES: tuple[Callable[[Any], str | None], ...] = (
     _layers_all_needs_exact,
     _cached_needs_fixed_features,
     _imagenet_needs_paper,
+    _reference_protocol_needs_exact,
 )
 
 

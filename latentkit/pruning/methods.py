@@ -4,7 +4,8 @@ Every method of :func:`latentkit.pruning.prune` is one :class:`PruningMethod` in
 :data:`latentkit.pruning.registry.REGISTRY`, keyed by the vocabulary
 :data:`latentkit.options.PRUNING_METHODS`. A method is one of three kinds:
 
-* *entry scores* (``lowest``, ``highest``, ``highest_reference``, ``random``, ``lq_adaptive``): a
+* *entry scores* (``lowest``, ``highest``, ``highest_reference``, ``random``, ``lq_adaptive``,
+  ``random_reference``): a
   scorer builds one :class:`~latentkit.pruning._select.ScoreSource` per layer; the exact selector
   prunes the ``k`` smallest scores of a group of layers (``prune_largest`` keeps the ``n - k``
   smallest instead); an optional ``transform`` rewrites the surviving weights;
@@ -39,6 +40,7 @@ __all__ = [
     "lq_source",
     "magnitude_source",
     "random_source",
+    "random_reference_source",
     "reference_transform",
     "PruneContext",
     "PruningMethod",
@@ -194,6 +196,32 @@ def random_source(param: torch.Tensor, cand: torch.Tensor | None, ctx: PruneCont
     return src
 
 
+#: Seed of the reference code's legacy ``np.random.seed`` before its random mask.
+REFERENCE_SEED = 42
+
+
+def random_reference_source(
+    param: torch.Tensor, cand: torch.Tensor | None, ctx: PruneContext, n: int
+) -> ScoreSource:
+    r"""Scores reproducing the reference code's random mask exactly.
+
+    The reference draws ``np.random.seed(42); idx = np.random.choice(numel, k, replace=False)``
+    and prunes the flat (row-major) positions ``idx``. NumPy's legacy ``choice`` without
+    replacement is the first ``k`` entries of ``permutation(numel)``, so with a *local*
+    ``np.random.RandomState(seed)`` (the global NumPy state is never touched) the score of flat
+    position :math:`i` is its rank in that permutation, :math:`s_{\pi_j} = j`; pruning the ``k``
+    smallest scores prunes exactly ``idx`` for every ``k``. The seed is option ``legacy_seed``
+    (default 42), not the call's ``seed``: the same mask in every trial, as the reference.
+    """
+    seed = ctx.options.get("legacy_seed", REFERENCE_SEED)
+    perm = np.random.RandomState(seed).permutation(param.numel())
+    rank = np.empty_like(perm)
+    rank[perm] = np.arange(perm.size)
+    dtype = torch.float32 if rank.size <= 2**24 else torch.float64  # ranks exact in either
+    scores = torch.from_numpy(rank).to(device=param.device, dtype=dtype)
+    return tensor_source(scores, None if cand is None else cand.reshape(-1))
+
+
 def lq_source(
     param: torch.Tensor, cand: torch.Tensor | None, ctx: PruneContext, group_numel: int
 ) -> ScoreSource:
@@ -312,7 +340,16 @@ def _check_structured(options: dict[str, Any]) -> None:
     options["dim"] = check_int(options.get("dim", 0), "dim", minimum=0)
 
 
+def _check_legacy_seed(options: dict[str, Any]) -> None:
+    options["legacy_seed"] = check_int(options.get("legacy_seed", REFERENCE_SEED), "legacy_seed", minimum=0)
+    if options["legacy_seed"] >= 2**32:
+        raise ValueError(
+            f"legacy_seed must be below 2**32 (NumPy's legacy seed); got {options['legacy_seed']}"
+        )
+
+
 OPTION_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "lq_adaptive": _check_q,
     "structured": _check_structured,
+    "random_reference": _check_legacy_seed,
 }

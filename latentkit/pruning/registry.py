@@ -14,6 +14,7 @@ from .methods import (
     lq_source,
     magnitude_source,
     prune_structured,
+    random_reference_source,
     random_source,
     reference_transform,
 )
@@ -35,6 +36,10 @@ REGISTRY: dict[str, PruningMethod] = {
         frozenset({"inputs", "lam", "next_layer", "forward", "theta"}),
         model=prune_spectral_layers,
         scopes=("layer",),
+    ),
+    # the reference code's fixed-seed NumPy mask (one legacy permutation per layer)
+    "random_reference": PruningMethod(
+        "random_reference", frozenset({"legacy_seed"}), scorer=random_reference_source
     ),
 }
 if tuple(REGISTRY) != PRUNING_METHODS:  # pragma: no cover - guards the one vocabulary

@@ -13,9 +13,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._validation import check_choice
+from ..options import NORMALIZATIONS
 from .base import TensorImageDataset
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CIFAR_MEAN", "CIFAR_STD", "check_cifar_present"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CIFAR_MEAN",
+    "CIFAR_STD",
+    "REFERENCE_CIFAR10_MEAN",
+    "REFERENCE_CIFAR10_STD",
+    "check_cifar_present",
+    "paper_normalization",
+]
 
 # Statistics used by the reference transforms (ImageNet, because the networks are ImageNet-pretrained).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -23,6 +34,35 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Per-channel statistics of the CIFAR training sets (used at quick scale, trained from scratch).
 CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
 CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
+
+
+# The reference code's CIFAR10 statistics (std as in the usual CIFAR10 recipes, not the exact 0.247...).
+REFERENCE_CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+REFERENCE_CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+
+
+def paper_normalization(
+    name: str, normalization: str = "imagenet"
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    r"""Per-channel ``(mean, std)`` of the 224 px (paper-preset) transform, :math:`x' = (x - \mu) / \sigma`.
+
+    Parameters
+    ----------
+    name : {"cifar10", "cifar100"}
+    normalization : {"imagenet", "reference"}
+        ``"imagenet"`` (default, latentkit): ImageNet statistics for both data sets (the networks
+        are ImageNet-pretrained). ``"reference"``: the reference code's choice, ImageNet statistics
+        for CIFAR10 but CIFAR10's (0.4914, 0.4822, 0.4465) / (0.2023, 0.1994, 0.2010) for CIFAR100.
+
+    Returns
+    -------
+    (mean, std) : two tuples of three floats
+    """
+    check_choice(name, "dataset", ("cifar10", "cifar100"))
+    check_choice(normalization, "normalization", NORMALIZATIONS)
+    if normalization == "reference" and name == "cifar100":
+        return REFERENCE_CIFAR10_MEAN, REFERENCE_CIFAR10_STD
+    return IMAGENET_MEAN, IMAGENET_STD
 
 
 def _cifar_class(name: str):
@@ -47,7 +87,14 @@ def check_cifar_present(name: str, root: Path) -> None:
 
 
 def _cifar(
-    name: str, split: str, root: Path, download: bool, scale: str, augment: bool, image_size: int | None
+    name: str,
+    split: str,
+    root: Path,
+    download: bool,
+    scale: str,
+    augment: bool,
+    image_size: int | None,
+    normalization: str = "imagenet",
 ) -> torch.utils.data.Dataset:
     import torchvision.transforms as T
 
@@ -61,7 +108,8 @@ def _cifar(
             geo = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
         else:
             geo = [T.Resize(size)]
-        tf = T.Compose(geo + [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        mean, std = paper_normalization(name, normalization)
+        tf = T.Compose(geo + [T.ToTensor(), T.Normalize(mean, std)])
         ds = cls(root=str(root), train=train, transform=tf, download=download)
         return ds
     # quick: decode once into tensors (no per-item PIL work); 32 px, CIFAR statistics.

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_choice, check_int
-from ..options import DATASETS, PRESETS
+from ..options import DATASETS, NORMALIZATIONS, PRESETS
 from .base import TensorImageDataset, default_data_root
 from .cifar import _cifar
 from .standins import _standin10, _standin100
@@ -31,6 +31,7 @@ def load_dataset(
     seed: int = 0,
     per_class: int | None = None,
     noise: float = 1.0,
+    normalization: str = "imagenet",
 ) -> torch.utils.data.Dataset:
     """Load a benchmark dataset split; items are ``(image (3, H, W) float32, label int)``.
 
@@ -63,6 +64,10 @@ def load_dataset(
         ``standin100`` only: images per class (default 40 train, 10 test).
     noise : float
         ``standin100`` only: nuisance amplitude (higher = harder).
+    normalization : {"imagenet", "reference"}
+        CIFAR at ``"paper"`` only (see :func:`latentkit.zoo.cifar.paper_normalization`):
+        ``"imagenet"`` (default) ImageNet statistics; ``"reference"`` the reference code's
+        per-dataset choice (CIFAR10's statistics for CIFAR100).
 
     Returns
     -------
@@ -81,11 +86,12 @@ def load_dataset(
     noise = float(noise)
     if not (noise >= 0 and math.isfinite(noise)):
         raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")
+    check_choice(normalization, "normalization", NORMALIZATIONS)
     if augment is None:
         augment = scale == "paper" and split == "train"
     if name.startswith("cifar"):
         root_path = default_data_root() if root is None else Path(root).expanduser()
-        ds = _cifar(name, split, root_path, bool(download), scale, bool(augment), image_size)
+        ds = _cifar(name, split, root_path, bool(download), scale, bool(augment), image_size, normalization)
     else:
         ds = _standin10(split, seed) if name == "standin10" else _standin100(split, seed, per_class, noise)
         if image_size is not None and image_size != 32:
