@@ -11,6 +11,7 @@ Qian-Klabjan random-network simulation (:func:`qian_klabjan_simulation`).
 
 from ..modules import effective_weight, last_layer, prunable_layers, pruning_mask
 from ._select import select_smallest
+from .budget import SparsityChoice, sparsity_for_budget
 from .core import PruneResult, prune, select_layers, soft_sparsity, sparsity_report
 from .finetune import MaskedOptimizer, freeze_all_but, model_masks
 from .registry import REGISTRY
@@ -69,4 +70,6 @@ __all__ = [
     "input_second_moment",
     "qian_klabjan_simulation",
     "select_smallest",
+    "SparsityChoice",
+    "sparsity_for_budget",
 ]
