@@ -20,13 +20,17 @@ function                                 claim
                                          ``<= sqrt2 E||x|| sqrt(2 lmax AP3)``
 :func:`check_margin_bound`               accuracy drop ``<= P(correct and margin <= 2 ||(W - W~) x||_inf)``
 :func:`check_laplace_second_order`       Laplace/Fisher AP3 ~= second-order loss increase
+:func:`check_ap3_fn_expansion`           AP3_fn = 1/2 vec(D)^T F vec(D) + O(|D|^3), F the exact Fisher
+:func:`check_kfac_ap3_fn`                K-FAC (Laplace) AP3 = that quadratic iff p does not vary with x
+:func:`check_ap3_fn_accuracy_bound`      changed predictions <= min_t P(margin <= t) + 2 AP3_fn / t^2
 =======================================  ==================================================================
 
 Modules, by subject: :mod:`~latentkit.theory.check` (the :class:`Check` record and
 :func:`checks_table`), :mod:`~latentkit.theory.gaussian` (KL closed form, decomposition, the
 shared-covariance relations), :mod:`~latentkit.theory.student_t`, :mod:`~latentkit.theory.monte_carlo`,
 :mod:`~latentkit.theory.bounds` (Pinsker, softmax loss, margin, Laplace second order) with the linear
-softmax layer's inputs in :mod:`~latentkit.theory.linear`; private validation of the latent laws in
+softmax layer's inputs in :mod:`~latentkit.theory.linear`, :mod:`~latentkit.theory.function` (AP3_fn:
+second-order expansion, K-FAC, accuracy bound); private validation of the latent laws in
 ``_laws``.
 """
 
@@ -35,6 +39,7 @@ from __future__ import annotations
 from ._laws import covariance_eigen_range
 from .bounds import check_laplace_second_order, check_margin_bound, check_pinsker, check_softmax_loss_bound
 from .check import RELATIONS, Check, checks_table
+from .function import check_ap3_fn_accuracy_bound, check_ap3_fn_expansion, check_kfac_ap3_fn
 from .gaussian import (
     check_ap2_implies_ap3,
     check_ap3_implies_ap2,
@@ -64,5 +69,8 @@ __all__ = [
     "check_softmax_loss_bound",
     "check_margin_bound",
     "check_laplace_second_order",
+    "check_ap3_fn_expansion",
+    "check_kfac_ap3_fn",
+    "check_ap3_fn_accuracy_bound",
     "softmax_cross_entropy",
 ]
