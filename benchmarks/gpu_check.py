@@ -96,8 +96,8 @@ def write_mini_cifar10(root: Path, n: int = 64, seed: int = 0) -> None:
     tvd.CIFAR10.meta = {**tvd.CIFAR10.meta, "md5": md5[meta]}
 
 
-def paper_path(root: Path) -> None:
-    """``paper`` and ``reference`` at a tiny size on CUDA: AlexNet, 224 px, exact engine, train mode."""
+def paper_path(root: Path, device: str = "cuda") -> None:
+    """``paper`` and ``reference`` at a tiny size on ``device``: AlexNet, 224 px, exact engine, train mode."""
     from latentkit.grid import load_config, run_grid
 
     small = dict(
@@ -111,7 +111,7 @@ def paper_path(root: Path) -> None:
         max_test_samples=32,
         weights=None,
         data_root=str(root / "data"),
-        device="cuda",
+        device=device,
         num_workers=2,
         dense_batch_size=32,
         finetune_batch_size=32,
@@ -123,14 +123,17 @@ def paper_path(root: Path) -> None:
         ("reference", {"reference_mc_samples": 60_000, "reference_mc_repeats": 10}),
     ):
         cfg = load_config(name, **small, **extra)
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+        cuda = device.startswith("cuda")
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         df = run_grid(cfg, root / name)
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        peak = torch.cuda.max_memory_allocated() / 2**30
-        say(f"paper path {name}", f"{len(df)} rows in {seconds:.1f} s, peak {peak:.2f} GiB")
+        peak = f", peak {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if cuda else ""
+        say(f"paper path {name} on {device}", f"{len(df)} rows in {seconds:.1f} s{peak}")
 
 
 def main() -> int:
