@@ -202,3 +202,11 @@ def test_methodology_is_torch_free():
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_paired_bootstrap_names_missing_columns():
+    df = runs()
+    with pytest.raises(ValueError, match="column 'epoch'"):
+        paired_bootstrap(df, ["r"], "y", statistic="Psi", n_boot=2)
+    p = paired_bootstrap(df, ["r", "same"], "y", statistic="sign_error", axes=AXES, threshold=0.0, n_boot=5)
+    assert p.loc[1, "value"] == 0.0 and p.loc[1, "high"] == 0.0

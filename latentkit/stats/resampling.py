@@ -255,6 +255,14 @@ def paired_bootstrap(
     ci = check_fraction(ci, "ci", low_open=True, high_open=True)
     trial = kwargs.get("trial", "trial")
     _check_runs(df, measures, target, [], None)
+    if isinstance(statistic, str) and statistic in STATISTICS:  # the columns it reads, named if missing
+        axes = list(kwargs.get("axes", AXES))
+        need = {
+            "tau": [],
+            "Psi": axes,
+            "cmi": list(kwargs.get("given") or axes),
+        }.get(statistic, axes + list(kwargs.get("environment", ("network", "dataset"))))
+        _require_table(df, list(dict.fromkeys(need + ([trial] if trial and statistic != "cmi" else []))))
     df = df.reset_index(drop=True)
     if plan is None:
         plan = resampling_plan(df, n_boot, seed, hierarchical if trial is not None else (), cells)
