@@ -300,6 +300,27 @@ def test_reference_config_and_its_keys():
     )
 
 
+@pytest.mark.parametrize(
+    ("change", "exc", "message"),
+    [
+        ({"normalization": "cifar"}, ValueError, "unknown normalization 'cifar'"),
+        ({"finetune_protocol": "paper"}, ValueError, "unknown finetune_protocol 'paper'"),
+        ({"reference_mc_samples": 1}, ValueError, "reference_mc_samples"),
+        ({"reference_mc_repeats": 0}, ValueError, "reference_mc_repeats"),
+        ({"reference_mc_repeats": True}, TypeError, "reference_mc_repeats"),
+        ({"extra_measures": ["ap3_reference_z"]}, ValueError, "unknown extra measure 'ap3_reference_z'"),
+        (
+            {"ap3": [{"name": "t", "family": "student_t", "projection": "chunk_means", "remainder": "tail"}]},
+            ValueError,
+            "ap3 latent 't' is invalid: unknown remainder 'tail'",
+        ),
+    ],
+)
+def test_new_fields_are_validated(change, exc, message):
+    with pytest.raises(exc, match=message):
+        load_config("reference", **change)
+
+
 def test_paper_small_config():
     cfg = load_config("paper_small")
     assert (cfg.networks, cfg.datasets, cfg.trials, cfg.preset, cfg.weights) == (

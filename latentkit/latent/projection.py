@@ -32,11 +32,12 @@ def project(
     num_chunks : int
         ``k`` for ``chunk_means``; ``1 <= k <= d``.
     remainder : {"split", "reference"}
-        Remainder policy of ``chunk_means`` (ignored by the other projections). ``"split"``
-        (default): exactly ``k`` chunks as above. ``"reference"``: the reference code's grouping
-        ``range(0, d, q)`` with ``q = d // k``, i.e. chunks ``[j q, (j + 1) q)`` for
-        ``j = 0 .. ceil(d / q) - 1``: ``k`` chunks of ``q`` entries when ``k`` divides ``d``, else
-        ``ceil(d / q) > k`` chunks (at least ``k + 1``), the last one short (``d mod q`` entries).
+        Remainder policy of ``chunk_means`` (checked, without effect, for the other projections).
+        ``"split"`` (default): exactly ``k`` chunks as above. ``"reference"``: the reference code's
+        grouping ``range(0, d, q)`` with ``q = d // k``, i.e. chunks ``[j q, min((j + 1) q, d))``
+        for ``j = 0 .. ceil(d / q) - 1``: ``k`` chunks of ``q`` entries when ``k`` divides ``d``,
+        else ``ceil(d / q) >= k + 1`` chunks, the last one short (``d mod q`` entries) when ``q``
+        does not divide ``d``.
         With ``d = 40960, k = 100``: 100 chunks of 409 and one of 60.
 
     Returns
@@ -47,9 +48,10 @@ def project(
     Raises
     ------
     ValueError
-        Unknown projection, NaN/inf weights, ``num_chunks`` outside ``[1, d]``.
+        Unknown projection or remainder, NaN/inf weights, ``num_chunks`` outside ``[1, d]``.
     """
     projection = check_choice(projection, "projection", PROJECTIONS)
+    remainder = check_choice(remainder, "remainder", CHUNK_REMAINDERS)
     w = as_tensor(weight, "weight", min_dim=1)
     if projection == "identity":
         return w.reshape(-1)
@@ -60,7 +62,7 @@ def project(
     d = flat.numel()
     if k > d:
         raise ValueError(f"num_chunks={k} exceeds the number of weights d={d}")
-    if check_choice(remainder, "remainder", CHUNK_REMAINDERS) == "reference":
+    if remainder == "reference":
         return _reference_chunk_means(flat, d // k)
     q, m = divmod(d, k)
     head = flat[: m * (q + 1)].reshape(m, q + 1).mean(dim=1) if m else flat.new_empty(0)
