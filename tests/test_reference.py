@@ -343,3 +343,23 @@ def test_gpu_check_without_gpu():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().count("\n") == 0 and "no GPU" in out.stdout
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_reference_parts_on_cuda():
+    """The mask, chunk means and both reference AP3s on the GPU agree with the CPU values."""
+    layer = nn.Linear(2048, 10)
+    cpu = next(iter(prune(layer, "random_reference", 0.3).masks.values()))
+    gpu = next(iter(prune(nn.Linear(2048, 10).cuda(), "random_reference", 0.3).masks.values()))
+    assert torch.equal(gpu.cpu(), cpu)
+    w = _weights((10, 2048), seed=3) * 0.2 + 0.5
+    wp = torch.where(w.abs() < 0.5, torch.zeros_like(w), w)
+    np.testing.assert_allclose(
+        project(w.cuda(), "chunk_means", 100, remainder="reference").cpu(),
+        project(w, "chunk_means", 100, remainder="reference"),
+        rtol=1e-12,
+    )
+    assert reference_gauss_ap3(w.cuda(), wp.cuda()) == pytest.approx(reference_gauss_ap3(w, wp), rel=1e-12)
+    on_gpu = reference_t_ap3(w.cuda(), wp.cuda(), samples=600_000, repeats=4)
+    assert on_gpu == pytest.approx(reference_t_ap3(w, wp, samples=20_000, repeats=5), rel=0.02)
