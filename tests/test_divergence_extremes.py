@@ -27,10 +27,20 @@ from latentkit.divergence.student_t import _asymptotic_ok
 from latentkit.latent import DiagonalNormal, IsotropicNormal, MatrixNormal, MultivariateStudentT
 
 F64 = torch.float64
-mp.mp.dps = 50
+
+
+def digits50(f):
+    """Run a reference in 50 digits whatever another test module left in ``mp.mp.dps``."""
+
+    def wrapped(*args):
+        with mp.workdps(50):
+            return +f(*args)
+
+    return wrapped
 
 
 # ------------------------------------------------------------------------------ 50-digit references
+@digits50
 def t_kl_quad_ref(delta, nu, d):
     """KL(delta) = n2 int_R (1+2e^y)^{-n2} [1 - (1 + x)^{-nu/2}] dy, x = 2a e^y/(1+2e^y)^2, in 50 digits."""
     delta, nu = mp.mpf(delta), mp.mpf(nu)
@@ -49,6 +59,7 @@ def t_kl_quad_ref(delta, nu, d):
     return n2 * mp.quad(g, [-mp.inf] + pts + [mp.inf])
 
 
+@digits50
 def t_kl_series_ref(delta, nu, d):
     """The convergent series n2 sum (-1)^{k+1} (nu/2)_k / k! a^k B(k, n2 + k), a < 4, in 50 digits."""
     delta, nu = mp.mpf(delta), mp.mpf(nu)
@@ -63,7 +74,8 @@ def t_kl_ref(delta, nu, d):
 
 
 def rel_err(x, ref):
-    return float(abs((mp.mpf(x) - ref) / ref))
+    with mp.workdps(50):
+        return float(abs((mp.mpf(x) - ref) / ref))
 
 
 # ------------------------------------------------------------------------------ Student-t KL
@@ -187,6 +199,11 @@ def dense_mp(dist):
 
 
 def hellinger_w2_ref(p, q):
+    with mp.workdps(50):
+        return _hellinger_w2_ref(p, q)
+
+
+def _hellinger_w2_ref(p, q):
     Sp, Sq = dense_mp(p), dense_mp(q)
     dm = _mp(q.loc.reshape(-1, 1)) - _mp(p.loc.reshape(-1, 1))
     Sm = (Sp + Sq) / 2
@@ -371,6 +388,7 @@ def test_monte_carlo_needs_two_samples_for_a_standard_error():
     assert math.isfinite(res.stderr) and res.stderr > 0
 
 
+@digits50
 def kl_ref(p, q):
     Sp, Sq = dense_mp(p), dense_mp(q)
     dm = _mp(q.loc.reshape(-1, 1)) - _mp(p.loc.reshape(-1, 1))

@@ -36,8 +36,8 @@ from torch.distributions.kl import register_kl
 
 from ..latent import DiagonalNormal, IsotropicNormal, MatrixNormal, MultivariateStudentT
 from ._common import KLOverflowError, UnsupportedKLError, covariance_operator, dense_moments
-from .equal_scale import kl_from_squared_distance
 from .distances import TVBounds, hellinger, tv_bounds, wasserstein2
+from .equal_scale import kl_from_squared_distance
 from .gaussian import gaussian_kl
 from .monte_carlo import MonteCarloKL, kl_monte_carlo
 from .student_t import student_t_kl, student_t_kl_from_distance
