@@ -12,16 +12,21 @@ with) or a paper-scale run::
 The preset is a configuration value, never a fork in the code: both presets run the same functions.
 Results go under the book's own root (the folder of the ``_config.yml`` found from the working
 directory upward; chapters execute in ``book/``), never beside the installed package.
+
+A chapter that shows the command line runs it as a user would, in a fresh interpreter:
+:func:`run_cli` (``python -m latentkit ...``, its output and wall-clock time).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -40,6 +45,8 @@ __all__ = [
     "book_config",
     "value_text",
     "show_error",
+    "CliRun",
+    "run_cli",
 ]
 
 SCALES = PRESETS
@@ -217,3 +224,63 @@ def show_error(fn: Callable[[], Any], replace: Mapping[str, str] | None = None) 
         print(f"{type(exc).__name__}: {msg}")
     else:
         print("no error")
+
+
+class CliRun(NamedTuple):
+    """What :func:`run_cli` returns: the command's standard output and its wall-clock seconds."""
+
+    stdout: str
+    seconds: float
+
+
+def run_cli(*args: str, cwd: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> CliRun:
+    """Run ``python -m latentkit *args`` in a fresh interpreter, as a user would, and time it.
+
+    The command runs with the interpreter of this process (``sys.executable``), in ``cwd`` (default:
+    the book's root, :func:`book_root`, else the working directory), with the environment of this
+    process updated by ``env`` (e.g. ``{"COLUMNS": "100"}`` for a fixed ``--help`` width). The time
+    is the wall clock around the whole subprocess, interpreter start-up included.
+
+    Parameters
+    ----------
+    *args : str
+        The command line after ``python -m latentkit`` (e.g. ``"run", "demo.yaml", "--quiet"``).
+    cwd : path, optional
+    env : mapping of str to str, optional
+        Variables added to (or replacing in) the inherited environment.
+
+    Returns
+    -------
+    CliRun
+        ``(stdout, seconds)``.
+
+    Raises
+    ------
+    TypeError
+        An argument that is not a string, ``env`` not a mapping of strings.
+    RuntimeError
+        The command exits with a nonzero status (the message holds its exit status and stderr).
+    """
+    if not all(isinstance(a, str) for a in args):
+        raise TypeError(f"args must be strings; got {[type(a).__name__ for a in args]}")
+    extra = {} if env is None else env
+    if not isinstance(extra, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in extra.items()
+    ):
+        raise TypeError("env must be a mapping of strings to strings")
+    where = Path(cwd) if cwd is not None else (book_root() or Path.cwd())
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "latentkit", *args],
+        capture_output=True,
+        text=True,
+        cwd=where,
+        env=dict(os.environ, **extra),
+        check=False,
+    )
+    seconds = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(
+            f"python -m latentkit {' '.join(args)} exited with status {out.returncode}:\n{out.stderr[-2000:]}"
+        )
+    return CliRun(out.stdout, seconds)

@@ -7,12 +7,15 @@ through :data:`REGISTRY` (:mod:`latentkit.pruning.registry`); fine-tuning that n
 (:class:`MaskedOptimizer`, :func:`freeze_all_but`); soft sparsity (:func:`lq_index`,
 :func:`pq_index`); spectral degrees of freedom (:func:`degrees_of_freedom`); and the
 Qian-Klabjan random-network simulation (:func:`qian_klabjan_simulation`).
+The small-model chapters' loops: :func:`evaluate_classifier` (loss and accuracy), :func:`pruned_copy`,
+:func:`penalized_cross_entropy`, :func:`fit_lbfgs` and :func:`finetune_steps`.
 """
 
 from ..modules import effective_weight, last_layer, prunable_layers, pruning_mask
 from ._select import select_smallest
 from .budget import SparsityChoice, sparsity_for_budget
 from .core import PruneResult, prune, select_layers, soft_sparsity, sparsity_report
+from .evaluation import ClassifierMetrics, evaluate_classifier, pruned_copy
 from .finetune import MaskedOptimizer, freeze_all_but, model_masks
 from .registry import REGISTRY
 from .simulation import qian_klabjan_simulation
@@ -36,6 +39,7 @@ from .spectral import (
     ridge_reconstruction_error,
 )
 from .state import PrecomputedMask, unprune
+from .training import finetune_steps, fit_lbfgs, penalized_cross_entropy
 
 __all__ = [
     "REGISTRY",
@@ -70,6 +74,12 @@ __all__ = [
     "input_second_moment",
     "qian_klabjan_simulation",
     "select_smallest",
+    "ClassifierMetrics",
+    "evaluate_classifier",
+    "pruned_copy",
+    "penalized_cross_entropy",
+    "fit_lbfgs",
+    "finetune_steps",
     "SparsityChoice",
     "sparsity_for_budget",
 ]
