@@ -49,7 +49,7 @@ case "${1:-}" in
       # The HTML book from the chapters' stored outputs (nbval below proves they equal a fresh run),
       # so the chapters execute once, not twice; warnings are errors.
       mkdir -p _build
-      "$VENV/bin/python" -c 'import yaml; c = yaml.safe_load(open("_config.yml")); c["execute"]["execute_notebooks"] = "off"; yaml.safe_dump(c, open("_build/_config_stored.yml", "w"))'
+      "$VENV/bin/python" -c 'import yaml; c = yaml.safe_load(open("_config.yml")); c["execute"]["execute_notebooks"] = "off"; c["sphinx"]["local_extensions"] = {k: "../" + v for k, v in c["sphinx"].get("local_extensions", {}).items()}; yaml.safe_dump(c, open("_build/_config_stored.yml", "w"))'
       "$VENV/bin/jupyter-book" build --all -W --keep-going --config _build/_config_stored.yml . > _build/html_build.log 2>&1 \
         || { tail -40 _build/html_build.log; exit 1; }
       check_pages
