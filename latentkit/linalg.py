@@ -28,6 +28,8 @@ Bottom layer: imports torch only (no other latentkit module).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = [
@@ -231,6 +233,12 @@ class KroneckerFactor:
         """The same factor with ``L`` in ``dtype``."""
         return KroneckerFactor(self.kind, self.n, None if self.L is None else self.L.to(dtype))
 
+    def scaled(self, c: float, like: torch.Tensor) -> KroneckerFactor:
+        """The factor of ``c^2 H H^T``."""
+        if self.kind == "identity":
+            return KroneckerFactor("cov", self.n, c * _eye(self.n, like.dtype, like.device))
+        return KroneckerFactor(self.kind, self.n, self.L * c if self.kind == "cov" else self.L / c)
+
     def trace_inv_product(self, fp: KroneckerFactor, like: torch.Tensor) -> torch.Tensor:
         """``tr((H_q H_q^T)^{-1} H_p H_p^T) = ||H_q^{-1} H_p||_F^2`` (``self`` is ``q``), in column
         blocks of bounded memory."""
@@ -312,6 +320,15 @@ class CovarianceOperator:
         """``tr S``."""
         return self.diagonal().sum()
 
+    def scaled(self, c: float) -> CovarianceOperator:
+        """The operator of ``c^2 S`` (``c`` a power of two keeps every parameter exact)."""
+        raise NotImplementedError
+
+    def log_std(self) -> float:
+        """``log det(S) / (2 d)``, the log of the geometric-mean standard deviation, from the stored
+        parameters (finite even when a variance would under/overflow)."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(d={self.d})"
 
@@ -348,6 +365,12 @@ class IsotropicCovariance(CovarianceOperator):
 
     def same_as(self, other: CovarianceOperator) -> bool:
         return isinstance(other, IsotropicCovariance) and self.d == other.d and bool(self.s2 == other.s2)
+
+    def scaled(self, c: float) -> IsotropicCovariance:
+        return IsotropicCovariance(self.scale * c, self.d)
+
+    def log_std(self) -> float:
+        return float(torch.log(self.scale))
 
 
 class DiagonalCovariance(CovarianceOperator):
@@ -390,6 +413,12 @@ class DiagonalCovariance(CovarianceOperator):
             and bool(torch.equal(self.var, other.var))
         )
 
+    def scaled(self, c: float) -> DiagonalCovariance:
+        return DiagonalCovariance(self.scale * c)
+
+    def log_std(self) -> float:
+        return float(torch.log(self.scale).mean())
+
 
 class TrilCovariance(CovarianceOperator):
     """``S = L L^T`` from a lower-triangular ``L`` (d, d) with a positive diagonal."""
@@ -423,6 +452,12 @@ class TrilCovariance(CovarianceOperator):
 
     def same_as(self, other: CovarianceOperator) -> bool:
         return isinstance(other, TrilCovariance) and self.d == other.d and bool(torch.equal(self.L, other.L))
+
+    def scaled(self, c: float) -> TrilCovariance:
+        return TrilCovariance(self.L * c)
+
+    def log_std(self) -> float:
+        return float(torch.log(torch.diagonal(self.L)).mean())
 
 
 class LowRankCovariance(CovarianceOperator):
@@ -480,6 +515,12 @@ class LowRankCovariance(CovarianceOperator):
             and self.d == other.d
             and bool(torch.equal(self.W, other.W) and torch.equal(self.D, other.D))
         )
+
+    def scaled(self, c: float) -> LowRankCovariance:
+        return LowRankCovariance(self.W * c, self.D * (c * c))
+
+    def log_std(self) -> float:
+        return 0.5 * float(self.logdet()) / self.d
 
 
 class KroneckerCovariance(CovarianceOperator):
@@ -539,6 +580,18 @@ class KroneckerCovariance(CovarianceOperator):
             and self.row.same_as(other.row)
             and self.col.same_as(other.col)
         )
+
+    def scaled(self, c: float) -> KroneckerCovariance:
+        """``c^2 kron(U, V) = kron(c_r^2 U, c_c^2 V)``, ``c_r c_c = c``: ``c_r`` (a power of two) brings
+        ``U`` near unit scale, so neither factor under/overflows on its own."""
+        c_r = math.ldexp(1.0, -round(float(self.row.logdet()) / (2 * self.r) / math.log(2.0)))
+        c_c = c / c_r
+        row = self.row if c_r == 1.0 else self.row.scaled(c_r, self._like)
+        col = self.col if c_c == 1.0 else self.col.scaled(c_c, self._like)
+        return KroneckerCovariance(row, col, self._like)
+
+    def log_std(self) -> float:
+        return 0.5 * (float(self.row.logdet()) / self.r + float(self.col.logdet()) / self.c)
 
 
 def trace_inv_product(p: CovarianceOperator, q: CovarianceOperator) -> torch.Tensor:

@@ -404,3 +404,29 @@ def test_gaussian_kl_keeps_relative_accuracy_for_nearly_equal_covariances(eps, k
     val = float(kl(p, q))
     assert val > 0
     assert rel_err(val, kl_ref(p, q)) < 1e-13
+
+
+@pytest.mark.parametrize("s", [1e-200, 1e-100, 1e100, 1e200])
+def test_structured_laws_at_extreme_scales_are_rescaled_not_refused(s):
+    # KL and Hellinger are invariant under a common scaling, W2 scales with it
+    z, eye = torch.zeros(3, dtype=F64), torch.eye(3, dtype=F64)
+    ref_p = MultivariateNormal(z, scale_tril=eye)
+    ref_q = MultivariateNormal(z + 1.0, scale_tril=1.5 * eye)
+    M = torch.zeros(1, 3, dtype=F64)
+    pairs = [
+        (MultivariateNormal(z, scale_tril=s * eye), MultivariateNormal(z + s, scale_tril=1.5 * s * eye)),
+        (
+            LowRankMultivariateNormal(z, torch.zeros(3, 1, dtype=F64), torch.full((3,), s * s, dtype=F64)),
+            LowRankMultivariateNormal(
+                z + s, torch.zeros(3, 1, dtype=F64), torch.full((3,), 2.25 * s * s, dtype=F64)
+            ),
+        )
+        if 1e-150 < s < 1e150
+        else None,
+        (MatrixNormal(M, col_scale_tril=s * eye), MatrixNormal(M + s, col_scale_tril=1.5 * s * eye)),
+    ]
+    for pair in filter(None, pairs):
+        p, q = pair
+        assert float(kl(p, q)) == pytest.approx(float(kl(ref_p, ref_q)), rel=1e-13)
+        assert hellinger(p, q) == pytest.approx(hellinger(ref_p, ref_q), rel=1e-13)
+        assert wasserstein2(p, q) == pytest.approx(s * wasserstein2(ref_p, ref_q), rel=1e-13)

@@ -67,6 +67,31 @@ class GaussianView:
         self.d = self.loc.shape[0]
 
 
+#: Geometric-mean standard deviations outside ``2^(+-_BALANCE_LOG2)`` are rescaled first.
+_BALANCE_LOG2 = 100
+
+
+def balanced(gp: GaussianView, gq: GaussianView) -> tuple[GaussianView, GaussianView, float]:
+    """Both views multiplied by one power of two ``c`` (means and standard deviations; exact) so that
+    ``p``'s geometric-mean standard deviation is about 1, when it is beyond ``2^+-100``; else the views
+    themselves and ``c = 1`` (always for two isotropic/diagonal laws, whose formulas work per
+    coordinate). KL and Hellinger are invariant under this; W2 is multiplied by ``c``."""
+    if gp.kind in ("iso", "diag") and gq.kind in ("iso", "diag"):
+        return gp, gq, 1.0  # their formulas work per coordinate from the standard deviations
+    k = round(gp.cov.log_std() / math.log(2.0))
+    if abs(k) <= _BALANCE_LOG2:
+        return gp, gq, 1.0
+    c = math.ldexp(1.0, -k)
+    return _scaled_view(gp, c), _scaled_view(gq, c), c
+
+
+def _scaled_view(g: GaussianView, c: float) -> GaussianView:
+    out = GaussianView.__new__(GaussianView)
+    out.dist, out.cov, out.loc = g.dist, g.cov.scaled(c), g.loc * c
+    out.kind, out.d = out.cov.kind, g.d
+    return out
+
+
 def dense_moments(dist: Distribution, max_dim: int = _DENSE_LIMIT) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean ``m`` (d,) and dense covariance ``S`` (d, d), float64, of a Gaussian latent law.
 

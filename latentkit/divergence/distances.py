@@ -11,7 +11,7 @@ import torch
 from torch.distributions import Distribution
 
 from ..linalg import KroneckerCovariance, KroneckerFactor
-from ._common import _DENSE_LIMIT, GaussianView, _check_law, _check_pair
+from ._common import _DENSE_LIMIT, GaussianView, _check_law, _check_pair, balanced
 from ._stable import (
     covariance_difference,
     factor_difference,
@@ -40,12 +40,22 @@ def _logdet_psd(M: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _diag_logbc(gp: GaussianView, gq: GaussianView, dm: torch.Tensor) -> torch.Tensor:
-    """Isotropic/diagonal pair: ``-1/4 sum log1p(u_i^2) - 1/8 sum dm_i^2 / v_m,i`` with
-    ``u = (s_q^2 - s_p^2) / (2 s_p s_q)`` formed from the standard deviations (no cancellation)."""
+    """Isotropic/diagonal pair: ``-1/4 sum log1p(u_i^2) - 1/4 sum z_i^2 / (1 + r_i^2)`` with
+    ``r = s_p / s_q``, ``z = dm / s_q`` and ``u = (s_q^2 - s_p^2) / (2 s_p s_q)``, all from the
+    standard deviations (no cancellation, no variance that could under/overflow)."""
     sp, sq = std_vector(gp.cov), std_vector(gq.cov)
-    u = 0.5 * ((sq - sp) / sp) * ((sq + sp) / sq)
-    vm = 0.5 * (gp.cov.diagonal() + gq.cov.diagonal())
-    return -0.25 * torch.log1p(u * u).sum() - 0.125 * (dm[:, 0] ** 2 / vm).sum()
+    r = sp / sq
+    u = 0.5 * ((sq - sp) / sp) * (1.0 + r)
+    z = dm[:, 0] / sq
+    return -0.25 * torch.log1p(u * u).sum() - 0.25 * (z * z / (1.0 + r * r)).sum()
+
+
+def _scaled_norm_sq(a: torch.Tensor) -> torch.Tensor:
+    """``|a|^2`` as ``m^2 |a / m|^2`` with ``m = max |a_i|`` (no overflow of the squares)."""
+    m = a.abs().max()
+    if not bool(m > 0) or not bool(torch.isfinite(m)):
+        return (a * a).sum()
+    return m * m * ((a / m) ** 2).sum()
 
 
 def _kron_shared_logbc(gp: GaussianView, gq: GaussianView, dm: torch.Tensor) -> torch.Tensor:
@@ -90,7 +100,7 @@ def hellinger(p: Distribution, q: Distribution) -> float:
     _check_law(p, "p")
     _check_law(q, "q")
     _check_pair(p, q)
-    gp, gq = GaussianView(p), GaussianView(q)
+    gp, gq, _ = balanced(GaussianView(p), GaussianView(q))
     dm = (gq.loc - gp.loc)[:, None]
     if gp.cov.same_as(gq.cov):
         logbc = -0.125 * gp.cov.inv_quad(dm)
@@ -157,18 +167,19 @@ def wasserstein2(p: Distribution, q: Distribution) -> float:
     _check_law(p, "p")
     _check_law(q, "q")
     _check_pair(p, q)
-    gp, gq = GaussianView(p), GaussianView(q)
+    gp, gq, c = balanced(GaussianView(p), GaussianView(q))
     m2 = ((gq.loc - gp.loc) ** 2).sum()
     if gp.cov.same_as(gq.cov):
         w2 = m2
     elif gp.kind in ("iso", "diag") and gq.kind in ("iso", "diag"):
-        w2 = m2 + ((std_vector(gp.cov) - std_vector(gq.cov)) ** 2).sum()
+        a = torch.cat([gq.loc - gp.loc, std_vector(gp.cov) - std_vector(gq.cov)])
+        return math.sqrt(float(_scaled_norm_sq(a[a != 0]))) if bool((a != 0).any()) else 0.0
     elif gp.kind == "kron" and gq.kind == "kron":
         w2 = m2 + _kron_w2_term(gp, gq)
     else:
         _dense_ok(gp, "wasserstein2")
         w2 = m2 + w2_covariance_term(gp.cov.dense(), covariance_difference(gp.cov, gq.cov))
-    return math.sqrt(max(float(w2), 0.0))
+    return math.sqrt(max(float(w2), 0.0)) / c
 
 
 class TVBounds(NamedTuple):

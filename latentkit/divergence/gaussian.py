@@ -6,7 +6,7 @@ import torch
 from torch.distributions import Distribution
 
 from ..linalg import CovarianceOperator, DiagonalCovariance, IsotropicCovariance, trace_inv_product
-from ._common import _DENSE_LIMIT, GaussianView, KLOverflowError, _check_law, _check_pair, _finish
+from ._common import _DENSE_LIMIT, GaussianView, KLOverflowError, _check_law, _check_pair, _finish, balanced
 from ._stable import covariance_difference, std_vector
 
 __all__ = ["gaussian_kl"]
@@ -42,7 +42,7 @@ def gaussian_kl(p: Distribution, q: Distribution) -> torch.Tensor:
     _check_law(p, "p")
     _check_law(q, "q")
     _check_pair(p, q)
-    gp, gq = GaussianView(p), GaussianView(q)
+    gp, gq, _ = balanced(GaussianView(p), GaussianView(q))
     dm = (gq.loc - gp.loc)[:, None]
     if _scales_extreme(gp.cov) or _scales_extreme(gq.cov):
         if not (isinstance(gp.cov, _DIAG_OPS) and isinstance(gq.cov, _DIAG_OPS)):
