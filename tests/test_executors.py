@@ -184,3 +184,18 @@ def test_ray_resumes_a_partially_filled_cache(serial_run, ray_local, tmp_path):
     got = run_grid(small(), out, executor="ray")
     pd.testing.assert_frame_equal(strip(df), strip(got), check_exact=True)
     assert len(list((out / "cache" / "cells").glob("*.json"))) == len(cells)
+
+
+@pytest.mark.slow
+def test_cli_run_with_ray_resumes_from_the_cache(serial_run, ray_local, tmp_path, capsys):
+    import json
+
+    src, df = serial_run
+    out = tmp_path / "cli_ray"
+    shutil.copytree(src, out)
+    cfg = tmp_path / "small.json"
+    cfg.write_text(json.dumps(small().to_dict()))
+    assert cli.main(["run", str(cfg), "--out", str(out), "--executor", "ray", "--quiet"]) == 0
+    assert f"{len(df)} rows (4 cells)" in capsys.readouterr().out
+    got = pd.read_csv(out / "results.csv")
+    pd.testing.assert_frame_equal(got, pd.read_csv(src / "results.csv"), check_exact=True)
