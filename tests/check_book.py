@@ -1,5 +1,8 @@
-"""Check a built book: every page of the table of contents exists, and chapters that draw figures
-show them (an <img> per figure, each file present). Usage: python tests/check_book.py _build/html"""
+"""Check a built book: every page of the table of contents has a source and a built page, and
+chapters that draw figures show them (an <img> per figure, each file present).
+
+Usage: python tests/check_book.py _build/html"""
+
 from __future__ import annotations
 
 import json
@@ -32,6 +35,8 @@ def main(html_dir: str) -> int:
     root = Path(__file__).resolve().parents[1]
     problems = []
     for doc in toc_files(root):
+        if not any((root / f"{doc}{ext}").exists() for ext in (".md", ".ipynb")):
+            problems.append(f"toc entry {doc} has no source ({doc}.md or {doc}.ipynb)")
         page = html / f"{doc}.html"
         if not page.exists():
             problems.append(f"missing page {page}")
