@@ -14,4 +14,5 @@ plots        the book's figures
 cli          python -m latentkit run CONFIG | report DIR | plan CONFIG
 book         the chapters' scale switch (LATENTKIT_SCALE, LATENTKIT_RESULTS)
 """
+
 __version__ = "0.1.0"

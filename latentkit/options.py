@@ -91,7 +91,8 @@ PRESETS = ("quick", "paper")
 # ---------------------------------------------------------------- the grid (latentkit.grid)
 #: Fine-tuning engines (one interface: cached features / exact forward-backward).
 ENGINES = ("cached", "exact")
-#: Mode of the network while the exact engine fine-tunes (``train``: BatchNorm drift and dropout, as the reference).
+#: Mode of the network while the exact engine fine-tunes (``train``: BatchNorm drift and dropout, as the
+#: reference).
 FINETUNE_BN_MODES = ("eval", "train")
 
 # ---------------------------------------------------------------- statistics and claims

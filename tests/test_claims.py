@@ -1,4 +1,5 @@
 """Tests of latentkit.claims on hand-built results tables whose verdicts are known by construction."""
+
 import itertools
 
 import numpy as np
@@ -6,7 +7,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from latentkit.claims import VERDICTS, correlation_levels, ordering_disagreements, paper_claims, resolve_levels
+from latentkit.claims import (
+    VERDICTS,
+    correlation_levels,
+    ordering_disagreements,
+    paper_claims,
+    resolve_levels,
+)
 
 METHODS = ["lowest", "random", "highest"]
 SPARSITIES = [0.1, 0.3, 0.5, 0.8]
@@ -18,8 +25,15 @@ def base(mi, s):
     return s * (1 + 3 * mi)  # lowest < random < highest, growing with sparsity
 
 
-def table(kind="good", dataset="standin10", network="alexnet", trials=1, methods=METHODS, sparsities=SPARSITIES,
-          epochs=EPOCHS):
+def table(
+    kind="good",
+    dataset="standin10",
+    network="alexnet",
+    trials=1,
+    methods=METHODS,
+    sparsities=SPARSITIES,
+    epochs=EPOCHS,
+):
     """'good': PD = 2 AP2, everything rises and settles (every claim holds).
     'bad': PD = 20 / base, oscillating; AP3 = PD (AP3 tracks PD, AP2 is anti-correlated)."""
     rows = []
@@ -31,13 +45,25 @@ def table(kind="good", dataset="standin10", network="alexnet", trials=1, methods
                 for t in range(epochs + 1):
                     ap2 = base(mi, s) * (1 + 0.5 * (1 - np.exp(-t)))
                     if kind == "good":
-                        pdv, ap3 = 2 * ap2, ap2 ** 2
+                        pdv, ap3 = 2 * ap2, ap2**2
                     else:
                         pdv = 20 / base(mi, s) * (1 + 0.3 * (-1) ** t)
                         ap3 = pdv
-                    rows.append({"network": network, "dataset": dataset, "method": m, "sparsity": s, "trial": tr,
-                                 "epoch": t, "ap2": ap2 + noise, "ap3_gauss_iso": (ap2 + noise) / 2,
-                                 "ap3_x": ap3 + noise, "pd_test": pdv + noise, "pd_train": pdv})
+                    rows.append(
+                        {
+                            "network": network,
+                            "dataset": dataset,
+                            "method": m,
+                            "sparsity": s,
+                            "trial": tr,
+                            "epoch": t,
+                            "ap2": ap2 + noise,
+                            "ap3_gauss_iso": (ap2 + noise) / 2,
+                            "ap3_x": ap3 + noise,
+                            "pd_test": pdv + noise,
+                            "pd_train": pdv,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -48,8 +74,16 @@ def verdicts(res):
 def test_every_claim_holds_by_construction():
     res = paper_claims(table("good"), n_boot=NB)
     assert set(res["verdict"]) == {"holds"}, res[res.verdict != "holds"][["claim", "measure", "evidence"]]
-    assert list(res.columns) == ["claim", "statement", "measure", "passed", "tests", "statistic", "evidence",
-                                 "verdict"]
+    assert list(res.columns) == [
+        "claim",
+        "statement",
+        "measure",
+        "passed",
+        "tests",
+        "statistic",
+        "evidence",
+        "verdict",
+    ]
     assert sorted(set(res["claim"])) == ["2", "3", "4", "5", "6a", "6b", "6c", "7"]
     r = res.set_index(["claim", "measure"])
     assert r.loc[("2", "ap2"), "statistic"] == pytest.approx(1.0)
@@ -68,7 +102,7 @@ def test_failures_by_construction():
     res = paper_claims(table("bad"), n_boot=NB)
     v = verdicts(res)
     assert v[("2", "ap2")] == "fails" and v[("2", "ap3_x")] == "holds"
-    assert v[("3", "ap2 vs ap3_x")] == "fails"        # AP3 tracks PD significantly better
+    assert v[("3", "ap2 vs ap3_x")] == "fails"  # AP3 tracks PD significantly better
     assert v[("3", "ap2 vs ap3_gauss_iso")] == "holds"
     assert v[("4", "ap2")] == "holds" and v[("4", "pd_test")] == "fails" and v[("4", "ap3_x")] == "fails"
     assert v[("5", "ap2")] == "holds" and v[("5", "pd_test")] == "fails"
@@ -79,14 +113,20 @@ def test_failures_by_construction():
     r = res.set_index(["claim", "measure"])
     # claim 2's statistic is Spearman's rho of the trial means (scipy, independently)
     pts = table("bad")
-    rho = {f"cells@{e}": stats.spearmanr(pts.query("epoch == @e")["ap2"], pts.query("epoch == @e")["pd_test"]).statistic
-           for e in (0, EPOCHS)}
+    rho = {
+        f"cells@{e}": stats.spearmanr(
+            pts.query("epoch == @e")["ap2"], pts.query("epoch == @e")["pd_test"]
+        ).statistic
+        for e in (0, EPOCHS)
+    }
     rho["epochs"] = stats.spearmanr(pts["ap2"], pts["pd_test"]).statistic
     assert r.loc[("2", "ap2"), "statistic"] == pytest.approx(np.median(list(rho.values())))
     for level, value in rho.items():
         assert f"standin10 {level}: rho={value:.3g}" in r.loc[("2", "ap2"), "evidence"]
     assert r.loc[("7", "ap2"), "statistic"] == 1.0
-    within = [stats.spearmanr(g["ap2"], g["pd_test"]).statistic for _, g in pts.groupby(["method", "sparsity"])]
+    within = [
+        stats.spearmanr(g["ap2"], g["pd_test"]).statistic for _, g in pts.groupby(["method", "sparsity"])
+    ]
     assert r.loc[("6c", "ap2"), "statistic"] == pytest.approx(np.median(within))
 
 
@@ -148,7 +188,10 @@ def test_ordering_disagreements_brute_force():
                 continue
             if (a["ap2"] - b["ap2"]) * (a["pd_test"] - b["pd_test"]) < 0:
                 expected.append((e, frozenset([(a["method"], a["sparsity"]), (b["method"], b["sparsity"])])))
-    got = [(r.epoch, frozenset([(r.method_a, r.sparsity_a), (r.method_b, r.sparsity_b)])) for r in dis.itertuples()]
+    got = [
+        (r.epoch, frozenset([(r.method_a, r.sparsity_a), (r.method_b, r.sparsity_b)]))
+        for r in dis.itertuples()
+    ]
     assert sorted(map(str, got)) == sorted(map(str, expected)) and len(got) > 0
     assert (dis["ap_a"] <= dis["ap_b"]).all() and (dis["pd_a"] > dis["pd_b"]).all()
     row = dis[(dis.comparison == "same sparsity") & (dis.method_a == "lowest")].iloc[0]
@@ -176,13 +219,17 @@ def test_correlation_levels_and_reuse():
     assert list(pd.unique(corr["level"])) == ["cells@0", f"cells@{EPOCHS}", "epochs"]
     # each level is experiments.correlations at that level/epoch (one home)
     at0 = correlations(df, level="cells", epoch=0, n_boot=NB)
-    pd.testing.assert_frame_equal(corr[corr.level == "cells@0"].drop(columns="level").reset_index(drop=True),
-                                  at0.drop(columns="level"))
+    pd.testing.assert_frame_equal(
+        corr[corr.level == "cells@0"].drop(columns="level").reset_index(drop=True), at0.drop(columns="level")
+    )
     pd.testing.assert_frame_equal(paper_claims(df, n_boot=NB, corr=corr), paper_claims(df, n_boot=NB))
     with pytest.raises(ValueError, match="lacks 6 .* row"):
         paper_claims(df, n_boot=NB, corr=corr[corr.level != "epochs"])
-    assert resolve_levels(["cells", "cells@3", "epochs"], 8) == [("cells@8", "cells", 8), ("cells@3", "cells", 3),
-                                                                ("epochs", "epochs", None)]
+    assert resolve_levels(["cells", "cells@3", "epochs"], 8) == [
+        ("cells@8", "cells", 8),
+        ("cells@3", "cells", 3),
+        ("epochs", "epochs", None),
+    ]
     with pytest.raises(ValueError, match="levels repeat"):
         resolve_levels(["cells", "cells@8"], 8)
     with pytest.raises(ValueError, match="not in the table"):
@@ -237,13 +284,17 @@ def test_float_noise_in_pd_ties():
 
     df = table("good")
     sel = (df.method == "lowest") & (df.sparsity == 0.1)
-    df.loc[sel, "pd_test"] = 94.7 - 94.6          # 0.10000000000000853
+    df.loc[sel, "pd_test"] = 94.7 - 94.6  # 0.10000000000000853
     sel2 = (df.method == "lowest") & (df.sparsity == 0.3)
-    df.loc[sel2, "pd_test"] = 94.8 - 94.7         # 0.09999999999999432
+    df.loc[sel2, "pd_test"] = 94.8 - 94.7  # 0.09999999999999432
     assert df.loc[sel, "pd_test"].iloc[0] != df.loc[sel2, "pd_test"].iloc[0]
     pairs = ordering_disagreements(df, measures=["ap2"], epochs=[0], all_pairs=True)
-    tie = pairs[(pairs.method_a == "lowest") & (pairs.method_b == "lowest") & (pairs.sparsity_a == 0.1)
-                & (pairs.sparsity_b == 0.3)]
+    tie = pairs[
+        (pairs.method_a == "lowest")
+        & (pairs.method_b == "lowest")
+        & (pairs.sparsity_a == 0.1)
+        & (pairs.sparsity_b == 0.3)
+    ]
     assert tie["relation"].tolist() == ["tie"]
     # the correlations see the tie too: same as with exact 0.1
     exact = df.copy()

@@ -1,4 +1,5 @@
 """Tests of latentkit.plots: figures build from small synthetic tables with the grid's columns."""
+
 import matplotlib
 
 matplotlib.use("Agg")  # inside the tests only: no display
@@ -15,8 +16,9 @@ METHODS = ["lowest", "random", "highest"]
 SPARSITIES = [0.1, 0.3, 0.5, 0.8]
 
 
-def results_table(networks=("alexnet",), datasets=("standin10", "standin100"), epochs=4, trials=1, seed=0,
-                  zero_pd=True):
+def results_table(
+    networks=("alexnet",), datasets=("standin10", "standin100"), epochs=4, trials=1, seed=0, zero_pd=True
+):
     """A synthetic run_grid-like table: AP grows with sparsity and method rank, PD follows it."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -28,12 +30,24 @@ def results_table(networks=("alexnet",), datasets=("standin10", "standin100"), e
                         for e in range(epochs + 1):
                             ap2 = s * (1 + 3 * mi) * (1 + 0.05 * e) * (1 + 0.01 * rng.random())
                             pd_test = 0.0 if (zero_pd and mi == 0 and s == 0.1) else 10 * ap2 / (1 + e)
-                            rows.append({
-                                "network": net, "dataset": ds, "method": m, "sparsity": s, "trial": tr, "epoch": e,
-                                "scale": "quick", "ap2": ap2, "ap3_gauss_iso": ap2 / 2,
-                                "ap3_laplace_kron": ap2 ** 1.5, "ap3_t_chunks": 1e-4 * ap2,
-                                "test_acc": 90 - pd_test, "pd_test": pd_test, "pd_train": pd_test / 2,
-                            })
+                            rows.append(
+                                {
+                                    "network": net,
+                                    "dataset": ds,
+                                    "method": m,
+                                    "sparsity": s,
+                                    "trial": tr,
+                                    "epoch": e,
+                                    "scale": "quick",
+                                    "ap2": ap2,
+                                    "ap3_gauss_iso": ap2 / 2,
+                                    "ap3_laplace_kron": ap2**1.5,
+                                    "ap3_t_chunks": 1e-4 * ap2,
+                                    "test_acc": 90 - pd_test,
+                                    "pd_test": pd_test,
+                                    "pd_train": pd_test / 2,
+                                }
+                            )
     return pd.DataFrame(rows)
 
 
@@ -41,9 +55,20 @@ def dense_frame(datasets=("standin10", "standin100"), epochs=5):
     rows = []
     for ds in datasets:
         for e in range(1, epochs + 1):
-            rows.append({"network": "alexnet", "dataset": ds, "trial": 0, "epoch": e, "lr": 0.01,
-                         "train_loss": 2.0 / e, "test_loss": 2.2 / e, "train_acc": 50 + 8 * e,
-                         "test_acc": 45 + 8 * e, "time_s": float(e)})
+            rows.append(
+                {
+                    "network": "alexnet",
+                    "dataset": ds,
+                    "trial": 0,
+                    "epoch": e,
+                    "lr": 0.01,
+                    "train_loss": 2.0 / e,
+                    "test_loss": 2.2 / e,
+                    "train_acc": 50 + 8 * e,
+                    "test_acc": 45 + 8 * e,
+                    "time_s": float(e),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -54,8 +79,11 @@ def _close():
 
 
 def legend_texts(fig):
-    return [t.get_text() for leg in fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]
-            for t in leg.get_texts()]
+    return [
+        t.get_text()
+        for leg in fig.legends + [a.get_legend() for a in fig.axes if a.get_legend()]
+        for t in leg.get_texts()
+    ]
 
 
 def test_dense_curves_axes_and_legend():
@@ -105,7 +133,9 @@ def test_ap_pd_curves_layout_scales_and_values():
     # one line per sparsity, with the trial means of the table
     lines = axes[0, 1].get_lines()
     assert len(lines) == 4
-    sub = df[(df.dataset == "standin10") & (df.method == "random") & (df.sparsity == 0.3)].sort_values("epoch")
+    sub = df[(df.dataset == "standin10") & (df.method == "random") & (df.sparsity == 0.3)].sort_values(
+        "epoch"
+    )
     np.testing.assert_allclose(lines[1].get_ydata(), sub["ap2"].to_numpy())
 
 
@@ -139,7 +169,10 @@ def test_ap_pd_scatter_points_markers_and_legends():
     df = results_table()
     fig = plots.ap_pd_scatter(df, "alexnet")
     axes = np.array(fig.axes).reshape(2, 2)
-    assert [a.get_title() for a in axes[0]] == ["standin10, epoch 0 (right after pruning)", "standin10, epoch 4"]
+    assert [a.get_title() for a in axes[0]] == [
+        "standin10, epoch 0 (right after pruning)",
+        "standin10, epoch 4",
+    ]
     assert axes[0, 0].get_xscale() == "log" and axes[0, 0].get_yscale() == "symlog"
     assert "AP2" in axes[1, 1].get_xlabel() and "PD test (pp)" in axes[1, 0].get_ylabel()
     # 12 cells per panel, one scatter collection each, at the table's values
@@ -184,9 +217,18 @@ def test_correlation_forest_from_correlations():
 
 
 def test_correlation_forest_undefined_and_errors():
-    corr = pd.DataFrame({"network": ["alexnet"] * 2, "dataset": ["standin10"] * 2, "level": ["cells"] * 2,
-                         "measure": ["ap2", "ap3_t_chunks"], "target": ["pd_test"] * 2,
-                         "spearman": [0.5, np.nan], "spearman_low": [0.1, np.nan], "spearman_high": [0.8, np.nan]})
+    corr = pd.DataFrame(
+        {
+            "network": ["alexnet"] * 2,
+            "dataset": ["standin10"] * 2,
+            "level": ["cells"] * 2,
+            "measure": ["ap2", "ap3_t_chunks"],
+            "target": ["pd_test"] * 2,
+            "spearman": [0.5, np.nan],
+            "spearman_low": [0.1, np.nan],
+            "spearman_high": [0.8, np.nan],
+        }
+    )
     fig = plots.correlation_forest(corr)
     assert any(t.get_text() == "undefined" for t in fig.axes[0].texts)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['spearman_low', 'spearman_high'\]"):
@@ -200,7 +242,12 @@ def test_labels():
     assert "real" in plots.dataset_label("standin10") and "synthetic" in plots.dataset_label("standin100")
     assert plots.method_label("lowest") == "lowest magnitude"
     assert plots.measure_label("ap3_foo") == "AP3, foo (nats)"
-    assert plots.default_measures(results_table()) == ["ap2", "ap3_gauss_iso", "ap3_laplace_kron", "ap3_t_chunks"]
+    assert plots.default_measures(results_table()) == [
+        "ap2",
+        "ap3_gauss_iso",
+        "ap3_laplace_kron",
+        "ap3_t_chunks",
+    ]
 
 
 def test_correlation_forest_epoch_levels():
@@ -208,8 +255,11 @@ def test_correlation_forest_epoch_levels():
 
     corr = correlation_levels(results_table(datasets=("standin10",)), n_boot=50)
     fig = plots.correlation_forest(corr)
-    assert legend_texts(fig) == ["across the grid at t=0 (right after pruning)", "across the grid at t=4",
-                                 "across cells and epochs"]
+    assert legend_texts(fig) == [
+        "across the grid at t=0 (right after pruning)",
+        "across the grid at t=4",
+        "across cells and epochs",
+    ]
     assert sum(l.get_marker() == "o" for l in fig.axes[0].get_lines()) == 12  # 4 measures x 3 levels
 
 

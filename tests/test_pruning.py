@@ -1,5 +1,6 @@
 """Tests of latentkit.pruning: exact counts, ties, methods, torch.nn.utils.prune compatibility,
 composition, errors. Independent references: numpy lexsort / brute force."""
+
 from __future__ import annotations
 
 import copy
@@ -28,8 +29,15 @@ def mlp(seed=0, sizes=(12, 16, 10, 6), dtype=torch.float32):
 
 def cnn(seed=0):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 4),
+    )
 
 
 def np_k_smallest(scores_list, k, cands=None):
@@ -45,16 +53,22 @@ def np_k_smallest(scores_list, k, cands=None):
     out, i = [], 0
     for s in scores_list:
         n = np.asarray(s).size
-        out.append(sel[i:i + n].reshape(np.asarray(s).shape))
+        out.append(sel[i : i + n].reshape(np.asarray(s).shape))
         i += n
     return out
 
 
 # ---------------------------------------------------------------- selection engine
 
+
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(1, 40), min_size=1, max_size=4), st.integers(0, 10_000), st.booleans(),
-       st.sampled_from([torch.float32, torch.float64]), st.integers(1, 7))
+@given(
+    st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    st.integers(0, 10_000),
+    st.booleans(),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.integers(1, 7),
+)
 def test_select_smallest_matches_lexsort(sizes, seed, ties, dtype, chunk):
     rng = np.random.default_rng(seed)
     arrays = [rng.integers(0, 4, n).astype(float) if ties else np.abs(rng.normal(size=n)) for n in sizes]
@@ -72,13 +86,16 @@ def test_select_with_candidates_and_chunks():
     a = np.abs(rng.normal(size=1000))
     cand = rng.random(1000) < 0.6
     k = 250
-    got = _select.select_smallest([_select.tensor_source(torch.tensor(a), torch.tensor(cand))], k, chunk=64)[0]
+    got = _select.select_smallest([_select.tensor_source(torch.tensor(a), torch.tensor(cand))], k, chunk=64)[
+        0
+    ]
     ref = np_k_smallest([a], k, [cand])[0]
     np.testing.assert_array_equal(got.numpy(), ref)
     assert not (got.numpy() & ~cand).any()
 
 
 # ---------------------------------------------------------------- magnitude methods
+
 
 @pytest.mark.parametrize("amount", [0.0, 0.3, 0.5, 1.0, 7, 0])
 def test_lowest_exact_count_and_matches_torch(amount):
@@ -175,6 +192,7 @@ def test_random_seeded_and_exact():
 
 # ---------------------------------------------------------------- structured, lq, composition
 
+
 @pytest.mark.parametrize("norm", [1, 2])
 def test_structured_rows_and_channels(norm):
     m = cnn()
@@ -217,7 +235,7 @@ def test_lq_adaptive_exact_and_rule():
     s0 = max(1, round(0.4 * d))
     for j in range(wn.shape[0]):
         a = np.abs(wn[j])
-        lq = (np.sum(a ** 0.5)) ** 2
+        lq = (np.sum(a**0.5)) ** 2
         budget = eps * s0 ** (0.5 - 2.0) * lq
         srt = np.sort(a)[::-1]
         errs = [np.sqrt(np.sum(srt[s:] ** 2)) for s in range(d + 1)]

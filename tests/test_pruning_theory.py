@@ -1,4 +1,5 @@
 """latentkit.pruning: masked fine-tuning, soft sparsity, spectral pruning, Qian-Klabjan simulation."""
+
 from __future__ import annotations
 
 import copy
@@ -44,6 +45,7 @@ def _train(model, opt, steps=100):
 
 
 # ---------------------------------------------------------------- fine-tuning
+
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_masked_optimizer_keeps_pruned_weights_zero(name):
@@ -134,6 +136,7 @@ def test_freeze_all_but_only_last_layer_weights_move():
 
 # ---------------------------------------------------------------- soft sparsity
 
+
 def _np_lq(a, q):
     return np.sum(np.abs(a) ** q) ** (1 / q)
 
@@ -168,7 +171,7 @@ def test_soft_sparsity_special_values_and_errors():
     assert float(P.lq_index(one)) == pytest.approx(1 - 1 / 8)
     assert float(P.lq_index(k3)) == pytest.approx(1 - 3 / 8)
     assert float(P.pq_index(flat)) == pytest.approx(0.0, abs=1e-12)
-    assert float(P.pq_index(one)) == pytest.approx(1 - 8 ** -0.5)
+    assert float(P.pq_index(one)) == pytest.approx(1 - 8**-0.5)
     z = torch.zeros(2, 4)
     assert torch.equal(P.lq_index(z, dim=0), torch.ones(2, dtype=torch.float64))
     assert float(P.pq_index(z)) == 1.0
@@ -203,6 +206,7 @@ def test_soft_sparsity_table():
 
 
 # ---------------------------------------------------------------- spectral
+
 
 def _random_cov(F, seed):
     rng = np.random.default_rng(seed)
@@ -248,7 +252,9 @@ def test_greedy_selection_matches_brute_force_greedy(seed):
     for m in range(1, F + 1):  # greedy is never better than the exhaustive optimum
         best = min(_np_err(S, list(c), lam) for c in itertools.combinations(range(F), m))
         assert best <= sel.errors[m] + 1e-9
-        assert P.ridge_reconstruction_error(torch.tensor(S), sel.selected[:m], lam) == pytest.approx(sel.errors[m], rel=1e-8)
+        assert P.ridge_reconstruction_error(torch.tensor(S), sel.selected[:m], lam) == pytest.approx(
+            sel.errors[m], rel=1e-8
+        )
 
 
 def test_spectral_prune_rewires_next_layer():
@@ -300,17 +306,42 @@ def test_spectral_conv_and_errors():
 
 # ---------------------------------------------------------------- Qian-Klabjan simulation
 
+
 def test_qian_klabjan_scaling():
-    df = P.qian_klabjan_simulation(widths=(16, 1024), prune_fractions=(0.5,), thresholds=(0.25, 1.0),
-                                   trials=8, n_inputs=64, ascent_steps=3, seed=0)
-    assert set(df.columns) >= {"method", "width", "parameter", "sparsity", "trial", "gap", "output_sup", "relative_gap"}
+    df = P.qian_klabjan_simulation(
+        widths=(16, 1024),
+        prune_fractions=(0.5,),
+        thresholds=(0.25, 1.0),
+        trials=8,
+        n_inputs=64,
+        ascent_steps=3,
+        seed=0,
+    )
+    assert set(df.columns) >= {
+        "method",
+        "width",
+        "parameter",
+        "sparsity",
+        "trial",
+        "gap",
+        "output_sup",
+        "relative_gap",
+    }
     g = df.groupby(["method", "width", "parameter"])["gap"].mean()
     assert g["random", 1024, 0.5] < 0.5 * g["random", 16, 0.5]  # shrinks with width (~ n^-1/2)
     assert g["magnitude", 1024, 1.0] > g["magnitude", 1024, 0.25]  # grows with threshold
     sp = df[(df.method == "random") & (df.width == 1024)]["sparsity"]
     assert abs(sp.mean() - 0.5) < 0.05
-    again = P.qian_klabjan_simulation(widths=(16,), prune_fractions=(0.5,), thresholds=(), methods=("random",),
-                                      trials=8, n_inputs=64, ascent_steps=3, seed=0)
+    again = P.qian_klabjan_simulation(
+        widths=(16,),
+        prune_fractions=(0.5,),
+        thresholds=(),
+        methods=("random",),
+        trials=8,
+        n_inputs=64,
+        ascent_steps=3,
+        seed=0,
+    )
     assert np.allclose(again["gap"], df[(df.method == "random") & (df.width == 16)]["gap"])
     with pytest.raises(ValueError, match="unknown method"):
         P.qian_klabjan_simulation(methods=("lowest",))

@@ -8,9 +8,9 @@ tests monkeypatch those class attributes with the MD5s of the files they wrote. 
 check itself still runs unchanged (a corrupted file is still rejected, see
 ``test_cifar_corrupted_file_rejected``).
 """
+
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from torch import nn
-
 from _cifar import _accept_checksums, write_mini_cifar10, write_mini_cifar100
+from torch import nn
 
 from latentkit import zoo as B
 from latentkit.zoo import (
@@ -56,8 +55,10 @@ def _raw_batches(root: Path, files, key: str):
 
 def test_cifar10_quick_matches_raw_pickles(cifar_root):
     folder = cifar_root / "cifar-10-batches-py"
-    for split, files in (("train", [folder / f"data_batch_{i}" for i in range(1, 6)]),
-                         ("test", [folder / "test_batch"])):
+    for split, files in (
+        ("train", [folder / f"data_batch_{i}" for i in range(1, 6)]),
+        ("test", [folder / "test_batch"]),
+    ):
         ds = load_dataset("cifar10", split, root=cifar_root, scale="quick")
         raw, labels = _raw_batches(cifar_root, files, b"labels")
         assert len(ds) == len(raw)
@@ -102,8 +103,10 @@ def test_cifar_paper_scale_reference_transforms(cifar_root):
     from PIL import Image
 
     img = Image.fromarray(test.data[0]).resize((224, 224), Image.BILINEAR)
-    ref = (torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255
-           - torch.tensor(B.IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(B.IMAGENET_STD).view(3, 1, 1)
+    ref = (
+        torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255
+        - torch.tensor(B.IMAGENET_MEAN).view(3, 1, 1)
+    ) / torch.tensor(B.IMAGENET_STD).view(3, 1, 1)
     assert torch.allclose(x, ref, atol=0.1)  # PIL vs tensor resize differ by antialias rounding only
 
 
@@ -208,14 +211,17 @@ def test_standin_image_size():
     assert ds.images.shape[1:] == (3, 64, 64)
 
 
-@pytest.mark.parametrize("kwargs, err, match", [
-    (dict(name="mnist", split="train"), ValueError, "unknown dataset 'mnist'"),
-    (dict(name="standin10", split="val"), ValueError, "unknown split 'val'"),
-    (dict(name="standin10", split="train", scale="huge"), ValueError, "unknown scale"),
-    (dict(name="standin100", split="train", noise=-1.0), ValueError, "noise must be"),
-    (dict(name="standin10", split="train", max_samples=0), ValueError, "max_samples must be >= 1"),
-    (dict(name="standin10", split="train", seed=1.5), TypeError, "seed must be an integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(name="mnist", split="train"), ValueError, "unknown dataset 'mnist'"),
+        (dict(name="standin10", split="val"), ValueError, "unknown split 'val'"),
+        (dict(name="standin10", split="train", scale="huge"), ValueError, "unknown scale"),
+        (dict(name="standin100", split="train", noise=-1.0), ValueError, "noise must be"),
+        (dict(name="standin10", split="train", max_samples=0), ValueError, "max_samples must be >= 1"),
+        (dict(name="standin10", split="train", seed=1.5), TypeError, "seed must be an integer"),
+    ],
+)
 def test_load_dataset_validation(kwargs, err, match):
     with pytest.raises(err, match=match):
         load_dataset(**kwargs)
@@ -243,7 +249,7 @@ def test_quick_models_shapes_and_classifier(name, classes):
 
 
 def test_quick_models_are_torchvision_classes():
-    from torchvision.models import AlexNet, ResNet, VGG
+    from torchvision.models import VGG, AlexNet, ResNet
     from torchvision.models.resnet import Bottleneck
 
     r = build_model("resnet50", 10)
@@ -295,17 +301,20 @@ def test_classifier_layer_generic_and_errors():
         classifier_layer("resnet")
 
 
-@pytest.mark.parametrize("kwargs, err, match", [
-    (dict(name="lenet", num_classes=10), ValueError, "unknown network 'lenet'"),
-    (dict(name="alexnet", num_classes=1), ValueError, "num_classes must be >= 2"),
-    (dict(name="alexnet", num_classes=10, scale="tiny"), ValueError, "unknown scale"),
-    (dict(name="alexnet", num_classes=10, weights="imagenet"), ValueError, "needs scale='paper'"),
-    (dict(name="alexnet", num_classes=10, weights="cifar", scale="paper"), ValueError, "unknown weights"),
-    (dict(name="vgg16", num_classes=10, scale="paper", width=0.5), ValueError, "width applies to"),
-    (dict(name="vgg16", num_classes=10, width=-1.0), ValueError, "width must be a positive"),
-    (dict(name="resnet50", num_classes=10, resnet_layers=(1, 1)), ValueError, "4 entries"),
-    (dict(name="alexnet", num_classes=10, dropout=1.0), ValueError, "dropout must lie"),
-])
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(name="lenet", num_classes=10), ValueError, "unknown network 'lenet'"),
+        (dict(name="alexnet", num_classes=1), ValueError, "num_classes must be >= 2"),
+        (dict(name="alexnet", num_classes=10, scale="tiny"), ValueError, "unknown scale"),
+        (dict(name="alexnet", num_classes=10, weights="imagenet"), ValueError, "needs scale='paper'"),
+        (dict(name="alexnet", num_classes=10, weights="cifar", scale="paper"), ValueError, "unknown weights"),
+        (dict(name="vgg16", num_classes=10, scale="paper", width=0.5), ValueError, "width applies to"),
+        (dict(name="vgg16", num_classes=10, width=-1.0), ValueError, "width must be a positive"),
+        (dict(name="resnet50", num_classes=10, resnet_layers=(1, 1)), ValueError, "4 entries"),
+        (dict(name="alexnet", num_classes=10, dropout=1.0), ValueError, "dropout must lie"),
+    ],
+)
 def test_build_model_validation(kwargs, err, match):
     with pytest.raises(err, match=match):
         build_model(**kwargs)

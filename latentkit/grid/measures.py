@@ -306,8 +306,9 @@ def reference_t_ap3(
 
     Both laws are multivariate t with location the reference's chunk means of the flattened
     weights (``remainder="reference"``: ``range(0, d, d // k)``, ``ceil(d / (d // k)) >= k + 1``
-    chunks when ``k`` does not divide ``d``: 101 for the paper's layers), scale :math:`I` and ``df`` degrees of freedom; the divergence runs from the
-    pruned law to the dense one, as the reference, and is estimated as the mean over ``repeats``
+    chunks when ``k`` does not divide ``d``: 101 for the paper's layers), scale :math:`I` and ``df``
+    degrees of freedom; the divergence runs from the pruned law to the dense one, as the reference, and
+    is estimated as the mean over ``repeats``
     of :math:`\frac1n \sum_{i=1}^n [\log p_{\tilde w}(x_i) - \log p_w(x_i)]`,
     :math:`x_i \sim P(\tilde w)` (:func:`latentkit.divergence.kl_monte_carlo`, batched on the
     weights' device, on a GPU up to 2**26 numbers per batch, so that a repeat of 600,000 samples in
