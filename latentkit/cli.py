@@ -1,14 +1,14 @@
 """Command line: run a grid from a config file, and write its report.
 
-``python -m latentkit run CONFIG [--out DIR] [--engine cached|exact] [--threads N] [--quiet]
-[--executor serial|ray] [--address ADDRESS]``
+``python -m latentkit run CONFIG [--out DIR] [--engine E] [--threads N] [--executor X] [--address A]``
     Runs (or resumes) :func:`latentkit.grid.run_grid` with a tqdm progress bar, then prints
     a summary: trial means at the last epoch and the Spearman/Kendall correlations (with
     bootstrap confidence intervals) between each AP measure and PD_test across the grid's cells.
     ``CONFIG`` is a YAML/JSON file or the name of a shipped config (``quick``, ``paper``).
     ``--executor ray`` runs one Ray task per (network, dataset, trial) group on a local Ray, or on
     the cluster at ``--address`` (:mod:`latentkit.grid.executors`); running the same command
-    again resumes a killed run from the cache of ``--out``.
+    again resumes a killed run from the cache of ``--out``. ``--engine`` is ``cached`` or ``exact``,
+    ``--executor`` ``serial`` (default) or ``ray``; ``--quiet`` turns the progress bar off.
 ``python -m latentkit report DIR [--n-boot N]``
     Reads ``DIR/results.csv`` (and ``DIR/dense.csv``) and writes ``DIR/report/``: ``summary.csv``,
     ``correlations.csv`` (levels cells / epochs / within), ``claims.csv`` (the paper's claims as

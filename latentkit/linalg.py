@@ -3,15 +3,15 @@
 A covariance ``S`` (``d x d``) is never formed when ``d`` is large; an operator stores its structure
 and offers what the laws and the divergences need:
 
-=======================  ===============================  ==========================================
-operator                 ``S``                            storage
-=======================  ===============================  ==========================================
-:class:`IsotropicCovariance`   ``s^2 I_d``                ``s`` (0-dim)
-:class:`DiagonalCovariance`    ``diag(s^2)``              ``s`` (d,)
-:class:`TrilCovariance`        ``L L^T``                  lower-triangular ``L`` (d, d)
-:class:`LowRankCovariance`     ``W W^T + diag(D)``        ``W`` (d, k), ``D`` (d,)
-:class:`KroneckerCovariance`   ``kron(U, V)``             two :class:`KroneckerFactor` (r x r, c x c)
-=======================  ===============================  ==========================================
+============================  ===================  ===========================================
+operator                      ``S``                storage
+============================  ===================  ===========================================
+:class:`IsotropicCovariance`  ``s^2 I_d``          ``s`` (0-dim)
+:class:`DiagonalCovariance`   ``diag(s^2)``        ``s`` (d,)
+:class:`TrilCovariance`       ``L L^T``            lower-triangular ``L`` (d, d)
+:class:`LowRankCovariance`    ``W W^T + diag(D)``  ``W`` (d, k), ``D`` (d,)
+:class:`KroneckerCovariance`  ``kron(U, V)``       two :class:`KroneckerFactor` (r x r, c x c)
+============================  ===================  ===========================================
 
 Every operator has ``logdet()`` (``log det S``), ``inv_quad(V)`` (``sum_j v_j^T S^{-1} v_j``),
 ``diagonal()``, ``inv_diagonal()`` (``diag S^{-1}``), ``matmul(M)`` (``S M``), ``dense_factor()``

@@ -20,7 +20,7 @@ function                                 claim
                                          ``<= sqrt2 E||x|| sqrt(2 lmax AP3)``
 :func:`check_margin_bound`               accuracy drop ``<= P(correct and margin <= 2 ||(W - W~) x||_inf)``
 :func:`check_laplace_second_order`       Laplace/Fisher AP3 ~= second-order loss increase
-:func:`check_ap3_fn_expansion`           AP3_fn = 1/2 vec(D)^T F vec(D) + O(|D|^3), F the exact Fisher
+:func:`check_ap3_fn_expansion`           ``AP3_fn = 1/2 vec(D)^T F vec(D) + O(|D|^3)``, F the exact Fisher
 :func:`check_kfac_ap3_fn`                K-FAC (Laplace) AP3 = that quadratic iff p does not vary with x
 :func:`check_ap3_fn_accuracy_bound`      changed predictions <= min_t P(margin <= t) + 2 AP3_fn / t^2
 =======================================  ==================================================================
