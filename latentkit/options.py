@@ -84,7 +84,7 @@ LAYER_SELECTIONS = ("last", "all")
 #: The paper's three networks.
 NETWORKS = ("alexnet", "vgg16", "resnet50")
 #: Real CIFAR and the offline stand-ins of the same shape.
-DATASETS = ("cifar10", "cifar100", "standin10", "standin100")
+DATASETS = ("cifar10", "cifar100", "standin10", "standin100", "standin10_digits")
 #: Size presets of networks, data and schedules: ``quick`` (CPU, the book) and ``paper`` (GPU).
 PRESETS = ("quick", "paper")
 

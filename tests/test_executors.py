@@ -155,7 +155,8 @@ def test_threads_per_group_validated_and_keyed_only_when_set():
     )
     one = make_plan(small(), "alexnet", "standin10", 0)
     assert dense_key(one)["threads"] == 1 and cell_key(one, "lowest", 0.5)["dense"]["threads"] == 1
-    assert "threads_per_group" not in load_config("quick").to_dict()  # shipped configs' dicts unchanged
+    assert "threads_per_group" not in load_config("paper").to_dict()  # unset: left out of the dict
+    assert load_config("quick").to_dict()["threads_per_group"] == 1  # the quick grid fixes it (issue 9)
 
 
 def test_cli_executor_errors(capsys):

@@ -95,7 +95,7 @@ def test_dense_curves_axes_and_legend():
     texts = legend_texts(fig)
     assert {"standin10, train", "standin10, test", "standin100, train", "standin100, test"} <= set(texts)
     title = fig._suptitle.get_text()
-    assert "AlexNet" in title and "quick scale" in title and "scikit-learn handwritten digits" in title
+    assert "AlexNet" in title and "quick scale" in title and "MNIST" in title
     assert "synthetic" in title
     # plotted values are the table's
     line = ax_a.get_lines()[0]

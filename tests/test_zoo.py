@@ -148,10 +148,10 @@ def test_max_samples_subset(cifar_root):
 
 
 # ----------------------------------------------------------------------------- stand-ins
-def test_standin10_is_sklearn_digits():
+def test_standin10_digits_is_sklearn_digits():
     from sklearn.datasets import load_digits
 
-    tr, te = load_dataset("standin10", "train"), load_dataset("standin10", "test")
+    tr, te = load_dataset("standin10_digits", "train"), load_dataset("standin10_digits", "test")
     assert len(tr) + len(te) == 1797 and tr.num_classes == 10 and not tr.synthetic
     assert tr.images.shape[1:] == (3, 32, 32) and tr.images.dtype == torch.float32
     assert tr.targets.dtype == torch.int64
@@ -175,7 +175,7 @@ def test_standin10_is_sklearn_digits():
 
 
 def test_standins_deterministic_and_disjoint_splits():
-    for name in ("standin10", "standin100"):
+    for name in ("standin10", "standin100", "standin10_digits"):
         a, b = load_dataset(name, "train"), load_dataset(name, "train")
         assert torch.equal(a.images, b.images) and torch.equal(a.targets, b.targets)
         c = load_dataset(name, "train", seed=1)
@@ -189,7 +189,7 @@ def test_standins_deterministic_and_disjoint_splits():
 def test_standin100_shape_balance_and_learnable_signal():
     tr, te = load_dataset("standin100", "train"), load_dataset("standin100", "test")
     assert tr.synthetic and "SYNTHETIC" in tr.description
-    assert tr.images.shape == (4000, 3, 32, 32) and te.images.shape == (1000, 3, 32, 32)
+    assert tr.images.shape == (4000, 3, 32, 32) and te.images.shape == (2000, 3, 32, 32)
     assert torch.equal(torch.bincount(tr.targets), torch.full((100,), 40))
     assert abs(float(tr.images.std()) - 1) < 0.3 and abs(float(tr.images.mean())) < 0.1
     # Not random labels: a nearest-class-mean classifier on raw pixels (independent, 3 lines)

@@ -1,4 +1,4 @@
-r"""The paper's testable claims (paper notes, section 5, claims 2-7) as verdicts on a results table.
+r"""The paper's testable claims (2-7 in the book's chapter on the paper) as verdicts on a results table.
 
 :func:`paper_claims` takes the tidy table of :func:`latentkit.grid.run_grid` and returns one
 row per (claim, measure) with the evidence (numbers) and a verdict:
@@ -47,9 +47,12 @@ means per (network, dataset, method, sparsity, epoch), as the paper plots them. 
    tied (either difference 0, not counted). See :func:`ordering_disagreements`. ``statistic`` =
    fraction of discordant pairs.
 
-PD is computed as :math:`|acc_{dense} - acc|` from float accuracies, so two PDs of one test image
-can differ in their last bits; every function here first rounds the PD column to
-:data:`PD_DECIMALS` (9) decimals, and claims 4, 5 and 7 also treat values that agree to a relative
+Tables of cache version 2 on hold integer counts and ``delta_test = 100 (c - c_dense) / n``,
+``pd_test = |delta_test|`` (the paper's PD) computed from them, so equal PDs are bit-equal and
+are used as they are (the same values :mod:`latentkit.stats` ranks). In older tables PD was
+:math:`|acc_{dense} - acc|` of float accuracies, so two PDs of one test image could differ in
+their last bits; for those (no count columns) every function here first rounds the PD column to
+:data:`PD_DECIMALS` (9) decimals. Claims 4, 5 and 7 also treat values that agree to a relative
 :data:`TIE_RTOL` (``1e-9``) as equal.
 
 Layout: :mod:`~latentkit.claims.tables` holds the public building blocks (correlation levels, claim

@@ -23,9 +23,32 @@ PD_DECIMALS = 9
 TIE_RTOL = 1e-9
 
 
+#: Targets computed from integer counts in tables of cache version 2 on (``delta = 100 (c - c_dense)
+#: / n``, ``pd = |delta|``): target -> the count columns that make it exact.
+COUNTED_TARGETS = {
+    "pd_test": ("test_correct", "n_test", "dense_test_correct"),
+    "delta_test": ("test_correct", "n_test", "dense_test_correct"),
+    "pd_train": ("train_correct", "n_train", "dense_train_correct"),
+    "delta_train": ("train_correct", "n_train", "dense_train_correct"),
+}
+
+
+def counted(df: pd.DataFrame, target: str) -> bool:
+    """Whether ``df``'s ``target`` comes from integer counts (its count columns are present), so
+    equal accuracy changes are already bit-equal and need no rounding."""
+    return target in COUNTED_TARGETS and all(c in df.columns for c in COUNTED_TARGETS[target])
+
+
 def _round_pd(df: pd.DataFrame, target: str) -> pd.DataFrame:
-    """``df`` with its ``target`` column rounded to :data:`PD_DECIMALS` (a copy; ``df`` is untouched)."""
+    """``df`` with its ``target`` column rounded to :data:`PD_DECIMALS` (a copy; ``df`` is untouched).
+
+    A target computed from counts (:func:`counted`: tables with ``test_correct`` etc.) is left as it
+    is: :math:`100 (c - c_{dense}) / n` is the same float for the same counts, so there is nothing
+    to round. Older tables (float accuracies subtracted) are rounded as before.
+    """
     check_columns(df, [target], "df (the results table)")
+    if counted(df, target):
+        return df.copy()
     return df.assign(**{target: df[target].round(PD_DECIMALS)})
 
 

@@ -67,6 +67,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "finetune_protocol": "latentkit",
     "reference_mc_samples": 600_000,
     "reference_mc_repeats": 100,
+    "dense_warmup_epochs": 0,
 }
 
 
@@ -161,6 +162,11 @@ class ExperimentConfig:
     reference_mc_samples, reference_mc_repeats : int
         Monte Carlo size of the extra measure ``ap3_reference_t`` (default the reference's
         600,000 x 100); in the cell key only when that measure is asked for and not at the default.
+    dense_warmup_epochs : int or mapping {network: int}
+        Epochs of linear learning-rate warm-up before the dense cosine schedule
+        (:func:`latentkit.grid.training.warmup_cosine_lr`): :math:`\\eta_e = \\eta (e + 1) / (W + 1)`
+        for :math:`e < W`, then the cosine over the remaining :math:`E - W` epochs. ``0`` (default):
+        the plain cosine, as before (absent from the dense key at 0, so older caches stay valid).
     """
 
     name: str = "quick"
@@ -213,6 +219,7 @@ class ExperimentConfig:
     finetune_protocol: str = "latentkit"
     reference_mc_samples: int = 600_000
     reference_mc_repeats: int = 100
+    dense_warmup_epochs: PerNet = 0
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -9,7 +9,8 @@ labels and the measures) and return ``{(method, sparsity): rows}``, one row per 
     (:func:`latentkit.pruning.freeze_all_but` + :class:`latentkit.pruning.MaskedOptimizer`).
     With ``finetune_bn="train"`` the network is in train mode during fine-tuning as in the
     reference code: BatchNorm running statistics drift and dropout is active, so the frozen
-    backbone's features *change* during fine-tuning (reference departure 3 in the paper notes).
+    backbone's features *change* during fine-tuning (reference departure 3 in the book's chapter on
+    the paper, section 4).
     With ``finetune_bn="eval"`` the backbone is a fixed function. With
     ``finetune_protocol="reference"`` the loop is the reference code's (:func:`reference_trainable`,
     :func:`running_epoch`): train mode, every parameter in the new SGD but the ``.weight``
@@ -43,11 +44,12 @@ from torch import nn
 from .. import zoo
 from ..pruning import MaskedOptimizer, effective_weight, freeze_all_but, prune
 from .cache import CacheStore
-from .data import batches, dataset_views, is_tensor_dataset, labels, to_input
+from .data import dataset_views, is_tensor_dataset, labels
 from .keys import cell_seed, finetune_seed
-from .measures import APMeasure
+from .measures import APMeasure, FunctionMeasure
 from .plan import GroupPlan
-from .training import cosine_lr, dense_model, evaluate, features, sgd_epoch
+from .reference_loop import Counts, _running_counts, reference_trainable, running_epoch
+from .training import cosine_lr, dense_model, evaluate_counts, features, sgd_epoch
 
 __all__ = [
     "ENGINE_CLASSES",
@@ -65,6 +67,15 @@ __all__ = [
 
 Cell = tuple[str, float]
 Rows = dict[Cell, list[dict[str, Any]]]
+
+
+def accuracy_change(correct: int, dense_correct: int, n: int) -> float:
+    r"""Signed accuracy change in percentage points from counts: :math:`100 (c - c_{dense}) / n`.
+
+    Computed from the integers, so equal count differences give bit-equal changes (no float
+    accuracy is subtracted); ``pd = |delta|``.
+    """
+    return 100.0 * (int(correct) - int(dense_correct)) / int(n)
 
 
 # ============================================================================================ pruning a copy
@@ -117,6 +128,7 @@ class DenseGroup:
     y_te: torch.Tensor
     measure: APMeasure
     dense_info: dict[str, float]
+    fn: FunctionMeasure
 
     @classmethod
     def load(cls, plan: GroupPlan, store: CacheStore, progress: bool = False) -> DenseGroup:
@@ -137,15 +149,19 @@ class DenseGroup:
             mc_repeats=plan.reference_mc_repeats,
         )
         chunk = plan.eval_batch_size
-        d_tr_loss, d_tr_acc = batched_eval(w_dense[None], b_dense[None], X_tr, y_tr, chunk)
-        d_te_loss, d_te_acc = batched_eval(w_dense[None], b_dense[None], X_te, y_te, chunk)
+        d_tr_loss, d_tr_c = batched_eval(w_dense[None], b_dense[None], X_tr, y_tr, chunk)
+        d_te_loss, d_te_c = batched_eval(w_dense[None], b_dense[None], X_te, y_te, chunk)
+        n_tr, n_te = len(y_tr), len(y_te)
         info = {
-            "dense_train_acc": float(d_tr_acc[0]),
-            "dense_test_acc": float(d_te_acc[0]),
+            "dense_train_acc": 100.0 * int(d_tr_c[0]) / n_tr,
+            "dense_test_acc": 100.0 * int(d_te_c[0]) / n_te,
             "dense_train_loss": float(d_tr_loss[0]),
             "dense_test_loss": float(d_te_loss[0]),
+            "dense_train_correct": int(d_tr_c[0]),
+            "dense_test_correct": int(d_te_c[0]),
         }
-        return cls(plan, views, dense, lname, X_tr, X_te, y_tr, y_te, measure, info)
+        fn = FunctionMeasure(w_dense, b_dense, X_te, X_tr)
+        return cls(plan, views, dense, lname, X_tr, X_te, y_tr, y_te, measure, info, fn)
 
     def pruned_cells(self, whole: bool) -> Iterator[tuple[str, float, nn.Module, Any]]:
         """``(method, sparsity, pruned model, PruneResult)`` of every cell, in the plan's order."""
@@ -160,14 +176,20 @@ class DenseGroup:
         sparsity: float,
         epoch: int,
         w: torch.Tensor,
-        tr: tuple[float, float],
-        te: tuple[float, float],
+        tr: Counts,
+        te: Counts,
         wall: float,
         mask: torch.Tensor,
         k: int,
+        fn: dict[str, float],
         ap2_all: float | None = None,
     ) -> dict[str, Any]:
-        """One result row (column order is the table's)."""
+        """One result row (column order is the table's).
+
+        ``tr`` / ``te``: ``(loss, correct, n)`` of the pruned network; accuracies are
+        ``100 c / n``, ``delta_*`` = :func:`accuracy_change` and ``pd_* = |delta_*|``; ``fn``: the
+        :class:`~latentkit.grid.measures.FunctionMeasure` values of this cell and epoch.
+        """
         p, info = self.plan, self.dense_info
         row = {
             "network": p.network,
@@ -180,10 +202,24 @@ class DenseGroup:
             "scale": p.preset,
         }
         row.update(self.measure(w))
-        row.update({"train_loss": tr[0], "train_acc": tr[1], "test_loss": te[0], "test_acc": te[1]})
+        row.update(fn)
+        row.update(
+            {
+                "train_loss": tr[0],
+                "train_acc": 100.0 * tr[1] / tr[2],
+                "test_loss": te[0],
+                "test_acc": 100.0 * te[1] / te[2],
+                "train_correct": int(tr[1]),
+                "n_train": int(tr[2]),
+                "test_correct": int(te[1]),
+                "n_test": int(te[2]),
+            }
+        )
         row.update(info)
-        row["pd_train"] = abs(info["dense_train_acc"] - tr[1])
-        row["pd_test"] = abs(info["dense_test_acc"] - te[1])
+        row["delta_train"] = accuracy_change(tr[1], info["dense_train_correct"], tr[2])
+        row["delta_test"] = accuracy_change(te[1], info["dense_test_correct"], te[2])
+        row["pd_train"] = abs(row["delta_train"])
+        row["pd_test"] = abs(row["delta_test"])
         row["sparsity_achieved"] = float((w == 0).sum()) / w.numel()
         row["mask_sparsity"] = 1.0 - float(mask.sum()) / mask.numel()
         row["cells_in_batch"] = k
@@ -209,18 +245,18 @@ class FineTuneEngine(abc.ABC):
 def batched_eval(
     W: torch.Tensor, b: torch.Tensor, X: torch.Tensor, y: torch.Tensor, chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy and accuracy (%) of K linear heads ``(W (K, C, F), b (K, C))`` on ``X (N, F)``."""
+    """Mean cross-entropy and number of correct predictions (int64) of K linear heads
+    ``(W (K, C, F), b (K, C))`` on ``X (N, F)``: ``(loss (K,) float64, correct (K,) int64)``."""
     K = W.shape[0]
     loss = torch.zeros(K, dtype=torch.float64, device=W.device)
-    correct = torch.zeros(K, dtype=torch.float64, device=W.device)
+    correct = torch.zeros(K, dtype=torch.int64, device=W.device)
     for i in range(0, X.shape[0], chunk):
         xb, yb = X[i : i + chunk], y[i : i + chunk]
         logits = torch.matmul(xb, W.transpose(1, 2)) + b[:, None, :]  # (K, B, C)
         l = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.repeat(K), reduction="none").view(K, -1)
         loss += l.double().sum(1)
-        correct += (logits.argmax(-1) == yb).double().sum(1)
-    n = X.shape[0]
-    return loss / n, correct * (100.0 / n)
+        correct += (logits.argmax(-1) == yb).sum(1)
+    return loss / X.shape[0], correct
 
 
 def finetune_cached(
@@ -331,8 +367,10 @@ class CachedEngine(FineTuneEngine):
 
         def on_epoch(epoch: int, W: torch.Tensor, b: torch.Tensor) -> None:
             wall = time.perf_counter() - t0
-            tr_l, tr_a = batched_eval(W, b, group.X_tr, group.y_tr, chunk)
-            te_l, te_a = batched_eval(W, b, group.X_te, group.y_te, chunk)
+            tr_l, tr_c = batched_eval(W, b, group.X_tr, group.y_tr, chunk)
+            te_l, te_c = batched_eval(W, b, group.X_te, group.y_te, chunk)
+            fn = {name: v.tolist() for name, v in group.fn(W, b).items()}
+            n_tr, n_te = len(group.y_tr), len(group.y_te)
             for k, (method, sparsity, _, _) in enumerate(pruned):
                 rows[(method, sparsity)].append(
                     group.row(
@@ -340,11 +378,12 @@ class CachedEngine(FineTuneEngine):
                         sparsity,
                         epoch,
                         W[k],
-                        (float(tr_l[k]), float(tr_a[k])),
-                        (float(te_l[k]), float(te_a[k])),
+                        (float(tr_l[k]), int(tr_c[k]), n_tr),
+                        (float(te_l[k]), int(te_c[k]), n_te),
                         wall,
                         masks[k],
                         K,
+                        {name: v[k] for name, v in fn.items()},
                     )
                 )
 
@@ -424,19 +463,19 @@ class ExactEngine(FineTuneEngine):
         reference = plan.finetune_protocol == "reference"
         out: list[dict[str, Any]] = []
 
-        def evaluate_and_record(epoch: int, running: tuple[float, float] | None = None) -> None:
-            if running is None:
-                tr, te = (
-                    evaluate(model, group.views["train_eval"], plan),
-                    evaluate(model, group.views["test_eval"], plan),
-                )
-            else:  # the reference's PD_train: the running accuracy of the epoch's training batches
-                tr, te = running, evaluate(model, group.views["test_eval"], plan)
+        moving = plan.layers == "all" or plan.finetune_bn == "train" or reference  # backbone changes
+
+        def evaluate_and_record(epoch: int, running: Counts | None = None) -> None:
+            te = evaluate_counts(model, group.views["test_eval"], plan)
+            # the reference's PD_train: the running accuracy of the epoch's training batches
+            tr = running if running is not None else evaluate_counts(model, group.views["train_eval"], plan)
             total = _ap2_all(model, result, dense_w) if plan.layers == "all" else None
             w = effective_weight(layer_p).detach().float()
-            out.append(
-                group.row(method, sparsity, epoch, w, tr, te, time.perf_counter() - t_cell, mask, 1, total)
-            )
+            b = layer_p.bias.detach().float()
+            z = _current_logits(model, group, plan, w, b) if moving and epoch > 0 else None
+            fn = {k: float(v[0]) for k, v in group.fn(w[None], b[None], z).items()}
+            wall = time.perf_counter() - t_cell
+            out.append(group.row(method, sparsity, epoch, w, tr, te, wall, mask, 1, fn, total))
 
         evaluate_and_record(0)
         lr, epochs = float(plan.finetune_lr), plan.finetune_epochs
@@ -452,7 +491,7 @@ class ExactEngine(FineTuneEngine):
                 model.train() if plan.finetune_bn == "train" or reference else model.eval()
                 args = (model, opt, ds, plan.finetune_batch_size, cosine_lr(lr, epoch, epochs), g)
                 if reference:
-                    evaluate_and_record(epoch + 1, running_epoch(*args, aug_g if quick_aug else None, plan))
+                    evaluate_and_record(epoch + 1, _running_counts(*args, aug_g if quick_aug else None, plan))
                 else:
                     sgd_epoch(*args, aug_g if quick_aug else None, plan)
                     evaluate_and_record(epoch + 1)
@@ -460,6 +499,17 @@ class ExactEngine(FineTuneEngine):
         for h in handles:
             h.remove()
         return out
+
+
+def _current_logits(
+    model: nn.Module, group: DenseGroup, plan: GroupPlan, w: torch.Tensor, b: torch.Tensor
+) -> torch.Tensor:
+    """Logits ``(1, n, C)`` of the (possibly drifted) network on the test set, in eval mode:
+    its current penultimate features times its current last layer."""
+    was_training = model.training
+    X = features(model, group.views["test_eval"], plan)
+    model.train(was_training)
+    return (X @ w.T + b)[None]
 
 
 def _ap2_all(model: nn.Module, result: Any, dense_w: dict[str, torch.Tensor]) -> float:
@@ -470,69 +520,6 @@ def _ap2_all(model: nn.Module, result: Any, dense_w: dict[str, torch.Tensor]) ->
             for n in result.masks
         )
     )
-
-
-def reference_trainable(
-    model: nn.Module, lname: str
-) -> tuple[list[nn.Parameter], list[torch.utils.hooks.RemovableHandle]]:
-    """Every parameter of ``model`` trainable, with the ``.weight`` gradients of the other modules zeroed.
-
-    The reference code's fine-tuning: after each backward pass it sets the gradient of every
-    module's ``.weight`` to zero except the last layer's (``lname``), so every bias and every
-    BatchNorm shift (``.bias``) keeps training while the other weights (BatchNorm scales included)
-    get a zero gradient (with weight decay 0, the reference's, they do not move). Here a gradient
-    hook returns zeros for those weights (``weight_orig`` of a pruned module too).
-
-    Returns
-    -------
-    (params, handles)
-        All parameters (for the optimizer) and the hooks (call ``remove()`` on each when done).
-    """
-    handles = []
-    for p_ in model.parameters():
-        p_.requires_grad_(True)
-    for name, module in model.named_modules():
-        if name == lname:
-            continue
-        for pname in ("weight", "weight_orig"):
-            p_ = module._parameters.get(pname)
-            if p_ is not None:
-                handles.append(p_.register_hook(torch.zeros_like))
-    return list(model.parameters()), handles
-
-
-def running_epoch(
-    model: nn.Module,
-    opt: Any,
-    ds: Any,
-    batch_size: int,
-    lr: float,
-    g: torch.Generator,
-    aug_g: torch.Generator | None,
-    plan: GroupPlan,
-) -> tuple[float, float]:
-    r"""One training epoch as :func:`~latentkit.grid.training.sgd_epoch` (same batches, same updates),
-    returning the running loss and accuracy of the (augmented) training batches seen in it.
-
-    .. math:: \text{loss} = \frac{1}{N} \sum_b \sum_{i \in b} \ell_i, \qquad
-              \text{acc} = \frac{100}{N} \sum_b \#\{i \in b : \arg\max f(x_i) = y_i\}
-
-    with each batch's outputs taken *before* its update (the reference's train accuracy).
-    """
-    for group in opt.param_groups:
-        group["lr"] = lr
-    order = torch.randperm(len(ds), generator=g)
-    loss_sum, correct, n = 0.0, 0, 0
-    for x, y in batches(ds, batch_size, order, plan.device, plan.num_workers, aug_g):
-        out = model(to_input(x, plan.channels_last))
-        loss = F.cross_entropy(out, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += float(loss.detach()) * len(y)
-        correct += int((out.detach().argmax(1) == y).sum())
-        n += len(y)
-    return loss_sum / max(n, 1), 100.0 * correct / max(n, 1)
 
 
 #: Engine classes by the config's ``engine`` value.

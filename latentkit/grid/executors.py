@@ -30,14 +30,26 @@ sees (a shared file system), since the results directory is the store.
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["EXECUTORS", "Executor", "RayExecutor", "SerialExecutor", "make_executor", "task_resources"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "ProcessExecutor",
+    "RayExecutor",
+    "SerialExecutor",
+    "default_executor",
+    "make_executor",
+    "task_resources",
+]
 
 #: Names accepted by :func:`make_executor` (and ``python -m latentkit run --executor``).
-EXECUTORS = ("serial", "ray")
+EXECUTORS = ("serial", "ray", "local")
 
 Task = tuple[Any, ...]
 Done = Callable[[Any], None]
@@ -67,6 +79,59 @@ class SerialExecutor:
             on_done(result)
             results.append(result)
         return results
+
+
+@dataclass(frozen=True)
+class ProcessExecutor:
+    """The groups in ``workers`` local worker processes (``spawn``ed, so no torch state is inherited).
+
+    Each group sets its own torch thread count (the config's ``threads_per_group``), so with that
+    field set a group computes the same bits in a worker as in the serial run (tested), and
+    ``workers x threads_per_group`` should not exceed the cores.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes (default: the machine's CPU count).
+    """
+
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        w = self.workers
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
+            raise ValueError(f"workers must be an int >= 1 or None; got {w!r}")
+
+    def map(
+        self, fn: Callable[..., Any], tasks: Sequence[Task], resources: dict[str, float], on_done: Done
+    ) -> list[Any]:
+        """Submit every task to a process pool; ``on_done`` as each completes; results in task order."""
+        if not tasks:
+            return []
+        workers = min(self.workers or os.cpu_count() or 1, len(tasks))
+        if workers == 1:
+            return SerialExecutor().map(fn, tasks, resources, on_done)
+        ctx = multiprocessing.get_context("spawn")
+        results: list[Any] = [None] * len(tasks)
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = {pool.submit(fn, *task): i for i, task in enumerate(tasks)}
+            for fut in concurrent.futures.as_completed(futures):
+                results[futures[fut]] = fut.result()
+                on_done(results[futures[fut]])
+        return results
+
+
+def default_executor(preset: str, device: str, threads_per_group: int | None, groups: int) -> Executor:
+    """The executor ``run_grid`` uses when none is named.
+
+    :class:`ProcessExecutor` with ``cpu_count // threads_per_group`` workers for a CPU grid of the
+    quick preset whose ``threads_per_group`` is set (results then do not depend on the executor)
+    and that has more than one group and more than one such worker; else :class:`SerialExecutor`.
+    """
+    workers = (os.cpu_count() or 1) // threads_per_group if threads_per_group else 1
+    if preset == "quick" and device == "cpu" and groups > 1 and workers > 1:
+        return ProcessExecutor(workers=min(workers, groups))
+    return SerialExecutor()
 
 
 @dataclass(frozen=True)
@@ -180,7 +245,8 @@ def task_resources(device: str, threads_per_group: int | None) -> dict[str, Any]
 def make_executor(
     executor: str | Executor | None = None, *, address: str | None = None, num_cpus: int | None = None
 ) -> Executor:
-    """An executor from its name (``"serial"``, ``"ray"``), an executor (returned as is) or ``None`` (serial).
+    """An executor from its name (``"serial"``, ``"ray"``, ``"local"``: :class:`ProcessExecutor` with
+    ``num_cpus`` workers), an executor (returned as is) or ``None`` (serial).
 
     Raises
     ------
@@ -196,6 +262,10 @@ def make_executor(
     if isinstance(executor, str):
         if executor == "ray":
             return RayExecutor(address=address, num_cpus=num_cpus)
+        if executor == "local":
+            if address is not None:
+                raise ValueError("address needs executor='ray'; the local executor takes num_cpus only")
+            return ProcessExecutor(workers=num_cpus)
         raise ValueError(f"executor must be one of {list(EXECUTORS)}; got {executor!r}")
     if callable(getattr(executor, "map", None)):
         if address is not None or num_cpus is not None:

@@ -16,7 +16,9 @@ from .plan import GroupPlan
 __all__ = ["CODE_VERSION", "cell_key", "cell_key_base", "cell_seed", "dense_key", "finetune_seed"]
 
 #: Bump when a change of code changes cached results (part of every cache key).
-CODE_VERSION = "latentkit-experiments-1"
+#: 2: rows hold integer correct counts, ``delta_*`` and ``pd_*`` from them, and the function-space
+#: measures ``ap3_fn`` / ``ap3_fn_quadratic`` / ``obd`` (issue 9).
+CODE_VERSION = "latentkit-experiments-2"
 
 
 def dense_key(plan: GroupPlan) -> dict[str, Any]:
@@ -47,6 +49,8 @@ def dense_key(plan: GroupPlan) -> dict[str, Any]:
     }
     if plan.threads_per_group is not None:
         key["threads"] = plan.threads_per_group
+    if plan.dense_warmup_epochs:
+        key["warmup"] = plan.dense_warmup_epochs
     if plan.normalization != "imagenet":  # the reference's CIFAR100 statistics (a different input)
         key["normalization"] = plan.normalization
     return key

@@ -9,7 +9,9 @@ Per epoch ``t`` the cell records
 * ``ap2`` = :math:`\lVert w - \tilde w_t \rVert_2^2` (:func:`latentkit.patterns.ap2`),
 * ``ap3_<name>`` = :math:`\mathrm{KL}(P(w) \Vert P(\tilde w_t))` (:func:`latentkit.patterns.ap3`),
 * the :data:`EXTRA_MEASURES` the config asks for, among them the reference code's two "AP3"s
-  (:func:`reference_gauss_ap3`, :func:`reference_t_ap3`).
+  (:func:`reference_gauss_ap3`, :func:`reference_t_ap3`),
+* the function-space measures of :class:`FunctionMeasure` (:data:`FUNCTION_MEASURES`): ``ap3_fn``,
+  ``ap3_fn_quadratic`` and ``obd``, for all cells of a group at once.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ __all__ = [
     "AP3Spec",
     "APMeasure",
     "EXTRA_MEASURES",
+    "FUNCTION_MEASURES",
+    "FunctionMeasure",
     "REFERENCE_MC",
     "dry_run_ap3",
     "extra_measures",
@@ -230,6 +234,88 @@ class APMeasure:
         if self.extra:
             out.update(extra_measures(self.extra, self.w_dense, w, self.S, self.lam, self.dof_dense, self.mc))
         return out
+
+
+#: Columns of :class:`FunctionMeasure`, in the table's order.
+FUNCTION_MEASURES = ("ap3_fn", "ap3_fn_quadratic", "obd")
+
+
+class FunctionMeasure:
+    r"""AP3_fn, its exact-Fisher quadratic and the OBD saliency of ``K`` last layers at once (float64).
+
+    With the dense layer :math:`(W, b)`, a pruned / fine-tuned one :math:`(\tilde W_k, \tilde b_k)`,
+    :math:`D_k = \tilde W_k - W`, :math:`p_x = \operatorname{softmax}(W x + b)`:
+
+    .. math::
+
+        \mathrm{ap3\_fn}_k = \frac1n \sum_{x \in \text{test}}
+            \mathrm{KL}\big(p_x \Vert \operatorname{softmax}(\tilde z_{k,x})\big), \qquad
+        \mathrm{ap3\_fn\_quadratic}_k = \frac1{2n} \sum_{x \in \text{test}}
+            \Big[\sum_c p_{xc} u_c^2 - \big(\textstyle\sum_c p_{xc} u_c\big)^2\Big],
+        \ u = D_k x + \tilde b_k - b,
+
+    .. math::
+
+        \mathrm{obd}_k = \tfrac12 \sum_{c,j} F_{cj} (D_k)_{cj}^2, \qquad
+        F_{cj} = \frac1m \sum_{x \in \text{train}} p_{xc} (1 - p_{xc}) x_j^2,
+
+    i.e. :func:`latentkit.patterns.ap3_fn`, :func:`latentkit.patterns.ap3_fn_quadratic` (on the
+    unlabelled test features) and :func:`latentkit.patterns.obd_saliency` (exact Fisher diagonal on
+    the training features) of every cell, batched over ``K``. :math:`\tilde z_{k,x}` is
+    :math:`\tilde W_k x + \tilde b_k` on the dense features, or the pruned network's own logits
+    where its backbone changed (``pruned_logits`` of :meth:`__call__`).
+
+    Parameters
+    ----------
+    w_dense, b_dense : Tensor (C, F), (C,)
+        Dense last layer.
+    test_feats, train_feats : Tensor (n, F), (m, F)
+        The dense network's penultimate features of the test and training sets.
+    """
+
+    def __init__(
+        self,
+        w_dense: torch.Tensor,
+        b_dense: torch.Tensor,
+        test_feats: torch.Tensor,
+        train_feats: torch.Tensor,
+    ) -> None:
+        if w_dense.dim() != 2 or b_dense.shape != w_dense.shape[:1]:
+            raise ValueError(
+                f"w_dense must be (C, F) and b_dense (C,); got {tuple(w_dense.shape)}, {tuple(b_dense.shape)}"
+            )
+        for name, x in (("test_feats", test_feats), ("train_feats", train_feats)):
+            if x.dim() != 2 or x.shape[1] != w_dense.shape[1]:
+                raise ValueError(f"{name} must be (n, {w_dense.shape[1]}); got {tuple(x.shape)}")
+        self.W, self.b = w_dense.detach().double(), b_dense.detach().double()
+        self.X = test_feats.detach().double()
+        z = self.X @ self.W.T + self.b
+        self.logp = torch.log_softmax(z, dim=1)  # (n, C)
+        self.p = self.logp.exp()
+        Xtr = train_feats.detach().double()
+        p_tr = torch.softmax(Xtr @ self.W.T + self.b, dim=1)
+        self.fisher_diag = (p_tr * (1 - p_tr)).T @ (Xtr * Xtr) / Xtr.shape[0]  # (C, F)
+
+    def __call__(
+        self, W: torch.Tensor, b: torch.Tensor, pruned_logits: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{column: Tensor (K,) float64}`` for the layers ``W (K, C, F)``, ``b (K, C)``.
+
+        ``pruned_logits`` (K, n, C): the pruned networks' logits on the test set when their
+        backbone is not the dense one (default: ``W`` and ``b`` applied to the dense features).
+        """
+        D = W.detach().double() - self.W  # (K, C, F)
+        db = b.detach().double() - self.b  # (K, C)
+        u = torch.matmul(self.X, D.transpose(1, 2)) + db[:, None, :]  # (K, n, C)
+        if pruned_logits is None:
+            z = torch.matmul(self.X, self.W.T) + self.b + u
+        else:
+            z = pruned_logits.detach().double()
+        kl = (self.p * (self.logp - torch.log_softmax(z, dim=-1))).sum(-1).clamp_min(0.0).mean(-1)
+        pu = (self.p * u).sum(-1)
+        quad = (0.5 * ((self.p * u * u).sum(-1) - pu * pu).mean(-1)).clamp_min(0.0)
+        obd = 0.5 * (self.fisher_diag * D * D).sum((1, 2))
+        return {"ap3_fn": kl, "ap3_fn_quadratic": quad, "obd": obd}
 
 
 def extra_measures(

@@ -108,6 +108,7 @@ class GroupPlan:
     finetune_protocol: str = "latentkit"
     reference_mc_samples: int = 600_000
     reference_mc_repeats: int = 100
+    dense_warmup_epochs: int = 0
 
     @property
     def cells(self) -> list[tuple[str, float]]:
@@ -166,6 +167,7 @@ def make_plan(
         finetune_protocol=config.finetune_protocol,
         reference_mc_samples=config.reference_mc_samples,
         reference_mc_repeats=config.reference_mc_repeats,
+        dense_warmup_epochs=int(config.per_network("dense_warmup_epochs", network, dataset)),
     )
 
 

@@ -30,7 +30,7 @@ from .cache import CacheStore, atomic_write_text, config_hash
 from .config import ExperimentConfig, as_config, default_out
 from .data import dataset_views
 from .engines import group_rows
-from .executors import Executor, make_executor, task_resources
+from .executors import Executor, default_executor, make_executor, task_resources
 from .keys import cell_key, dense_key
 from .plan import GroupPlan, group_plans, make_plan
 from .training import cached_dense_entry, dense_model
@@ -199,10 +199,16 @@ def run_grid(
         Another grid's output folder to take already trained dense networks from (read only; a
         dense network with the same key found there is copied, checksum-verified, into this grid's
         cache instead of being retrained).
-    executor : {"serial", "ray"}, executor or None
-        How the groups are run (:mod:`latentkit.grid.executors`); ``None``/``"serial"``: one after
-        the other in this process (default); ``"ray"``: one Ray task per group on a local Ray
-        (:class:`~latentkit.grid.executors.RayExecutor` for a cluster address).
+    executor : {"serial", "ray", "local"}, executor or None
+        How the groups are run (:mod:`latentkit.grid.executors`); ``"serial"``: one after the
+        other in this process; ``"ray"``: one Ray task per group on a local Ray
+        (:class:`~latentkit.grid.executors.RayExecutor` for a cluster address); ``"local"``: a
+        pool of worker processes (:class:`~latentkit.grid.executors.ProcessExecutor`).
+        ``None`` (default): :func:`~latentkit.grid.executors.default_executor`: the local pool
+        for a CPU grid of the quick preset with ``threads_per_group`` set (the same bits as the
+        serial run: each group fixes its thread count), else serial. A script that runs such a
+        grid must guard its entry point with ``if __name__ == "__main__":`` (worker processes are
+        spawned).
 
     Returns
     -------
@@ -211,10 +217,14 @@ def run_grid(
         pruning. Columns: the identifiers, ``engine``, ``scale`` (the preset), ``ap2``,
         ``ap3_<name>`` for each latent, ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``
         (pruned network, accuracy in %), ``dense_*`` (the dense network), ``pd_train``, ``pd_test``
-        (percentage points, :math:`|acc_{dense} - acc_{pruned}(t)|`), ``sparsity_achieved`` (zeros
-        of the last layer's effective weight), ``mask_sparsity``, ``cells_in_batch``, the extra
-        measures asked for, ``wall_time_s`` (seconds from the start of the group's fine-tuning to
-        the end of that epoch). Rows are in the order of the config's lists.
+        (percentage points, :math:`|\\delta|`), ``train_correct`` / ``n_train`` / ``test_correct``
+        / ``n_test`` / ``dense_train_correct`` / ``dense_test_correct`` (integer counts),
+        ``delta_train`` / ``delta_test`` (signed change :math:`\\delta = 100 (c - c_{dense}) / n`
+        in pp from the counts, so equal changes are bit-equal), ``ap3_fn`` /
+        ``ap3_fn_quadratic`` / ``obd`` (:class:`~latentkit.grid.measures.FunctionMeasure`),
+        ``sparsity_achieved`` (zeros of the last layer's effective weight), ``mask_sparsity``,
+        ``cells_in_batch``, the extra measures asked for, ``wall_time_s`` (seconds from the start
+        of the group's fine-tuning to the end of that epoch). Rows are in the order of the config's lists.
 
     Raises
     ------
@@ -223,8 +233,11 @@ def run_grid(
         ``executor`` (:func:`~latentkit.grid.executors.make_executor`).
     """
     config = as_config(config).validate(check_data=True)
-    runner = make_executor(executor)
     plans = group_plans(config)
+    if executor is None:
+        runner = default_executor(config.preset, str(config.device), config.threads_per_group, len(plans))
+    else:
+        runner = make_executor(executor)
     out = default_out(config) if out_dir is None else Path(out_dir)
     store = CacheStore(out / "cache")
     out.mkdir(parents=True, exist_ok=True)

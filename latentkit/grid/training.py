@@ -26,9 +26,11 @@ __all__ = [
     "cosine_lr",
     "dense_model",
     "evaluate",
+    "evaluate_counts",
     "features",
     "sgd_epoch",
     "train_dense",
+    "warmup_cosine_lr",
 ]
 
 
@@ -41,10 +43,27 @@ def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
+def warmup_cosine_lr(base_lr: float, epoch: int, epochs: int, warmup: int = 0) -> float:
+    r"""Learning rate of epoch ``epoch`` (0-based) of ``epochs`` with ``warmup`` linear warm-up epochs.
+
+    .. math::
+
+        \eta_e = \eta \frac{e + 1}{W + 1} \ (e < W), \qquad
+        \eta_e = \tfrac12 \eta \big(1 + \cos(\pi (e - W) / (E - W))\big) \ (e \ge W),
+
+    so ``warmup=0`` is :func:`cosine_lr` exactly. ``warmup`` must be smaller than ``epochs``.
+    """
+    if not 0 <= warmup < epochs:
+        raise ValueError(f"warmup must be in [0, epochs={epochs}); got {warmup}")
+    if epoch < warmup:
+        return base_lr * (epoch + 1) / (warmup + 1)
+    return cosine_lr(base_lr, epoch - warmup, epochs - warmup)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, ds: Any, plan: GroupPlan) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (%) of ``model`` in eval mode on ``ds`` (batches of
-    ``plan.eval_batch_size`` on ``plan.device``)."""
+def evaluate_counts(model: nn.Module, ds: Any, plan: GroupPlan) -> tuple[float, int, int]:
+    """Mean cross-entropy, number of correct predictions and number of images of ``model`` (eval
+    mode) on ``ds`` (batches of ``plan.eval_batch_size`` on ``plan.device``)."""
     model.eval()
     loss, correct, n = 0.0, 0, 0
     for x, y in batches(ds, plan.eval_batch_size, None, plan.device, plan.num_workers):
@@ -52,7 +71,13 @@ def evaluate(model: nn.Module, ds: Any, plan: GroupPlan) -> tuple[float, float]:
         loss += float(F.cross_entropy(out.float(), y, reduction="sum"))
         correct += int((out.argmax(1) == y).sum())
         n += len(y)
-    return loss / n, 100.0 * correct / n
+    return loss / n, correct, n
+
+
+def evaluate(model: nn.Module, ds: Any, plan: GroupPlan) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (%, ``100 * correct / n``) of :func:`evaluate_counts`."""
+    loss, correct, n = evaluate_counts(model, ds, plan)
+    return loss, 100.0 * correct / n
 
 
 def sgd_epoch(
@@ -88,7 +113,8 @@ def train_dense(
     """Train the dense network of one group; return ``(state_dict, history)``.
 
     SGD (``momentum``, ``weight_decay``), per-epoch cosine schedule from ``dense_lr``, batches of
-    ``dense_batch_size`` in a seeded random order, seed ``seed + trial`` for the initialisation and
+    ``dense_batch_size`` in a seeded random order (``dense_warmup_epochs`` of linear warm-up first:
+    :func:`warmup_cosine_lr`), seed ``seed + trial`` for the initialisation and
     the order. ``history`` has one dict per epoch (``epoch``, ``lr``, ``train_loss_running`` = mean
     training loss over the epoch's batches, ``train_loss``/``train_acc``/``test_loss``/``test_acc``
     in eval mode, ``time_s``). Not cached: see :func:`dense_model`.
@@ -114,13 +140,14 @@ def train_dense(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # dropout
         for epoch in range(epochs):
-            lr = cosine_lr(base_lr, epoch, epochs)
+            lr = warmup_cosine_lr(base_lr, epoch, epochs, plan.dense_warmup_epochs)
             model.train()
             running = sgd_epoch(
                 model, opt, train_ds, plan.dense_batch_size, lr, g, aug_g if quick_aug else None, plan
             )
-            tr_loss, tr_acc = evaluate(model, views["train_eval"], plan)
-            te_loss, te_acc = evaluate(model, views["test_eval"], plan)
+            tr_loss, tr_correct, n_tr = evaluate_counts(model, views["train_eval"], plan)
+            te_loss, te_correct, n_te = evaluate_counts(model, views["test_eval"], plan)
+            tr_acc, te_acc = 100.0 * tr_correct / n_tr, 100.0 * te_correct / n_te
             history.append(
                 {
                     "epoch": epoch + 1,
@@ -130,6 +157,10 @@ def train_dense(
                     "train_acc": tr_acc,
                     "test_loss": te_loss,
                     "test_acc": te_acc,
+                    "train_correct": tr_correct,
+                    "n_train": n_tr,
+                    "test_correct": te_correct,
+                    "n_test": n_te,
                     "time_s": time.perf_counter() - t0,
                 }
             )

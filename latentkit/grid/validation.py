@@ -253,6 +253,7 @@ CONSTRAINTS: dict[str, Constraint] = {
     "finetune_protocol": Choice(FINETUNE_PROTOCOLS, "finetune_protocol"),
     "reference_mc_samples": Integer(2),
     "reference_mc_repeats": _POSITIVE_INT,
+    "dense_warmup_epochs": PerNetwork(_NONNEG_INT),
 }
 
 

