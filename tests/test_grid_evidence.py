@@ -187,3 +187,21 @@ def test_default_executor_choice():
 
     if (os.cpu_count() or 1) > 1:
         assert isinstance(chosen, ProcessExecutor) and chosen.workers == min(os.cpu_count(), 6)
+
+
+def test_dense_history_test_only_evaluates_train_at_the_end(tmp_path):
+    cfg = ExperimentConfig.from_dict({**TINY, "trials": 1, "dense_history": "test", "dense_epochs": 3})
+    plan = make_plan(cfg, "alexnet", "standin10", 0, "cpu")
+    assert dense_key(plan)["history"] == "test" and "history" not in dense_key(
+        make_plan(ExperimentConfig.from_dict(TINY), "alexnet", "standin10", 0, "cpu")
+    )
+    from latentkit.grid.training import train_dense
+
+    state, history = train_dense(plan)
+    assert [np.isnan(h["train_acc"]) for h in history] == [True, True, False]
+    assert all(h["n_test"] == 64 and isinstance(h["test_correct"], int) for h in history)
+    # the weights do not depend on what is evaluated
+    full, _ = train_dense(make_plan(cfg.replace(dense_history="full"), "alexnet", "standin10", 0, "cpu"))
+    assert all(torch.equal(state[k], full[k]) for k in state)
+    with pytest.raises(ValueError, match="dense_history"):
+        load_config("quick", dense_history="some")

@@ -68,6 +68,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "reference_mc_samples": 600_000,
     "reference_mc_repeats": 100,
     "dense_warmup_epochs": 0,
+    "dense_history": "full",
 }
 
 
@@ -167,6 +168,11 @@ class ExperimentConfig:
         (:func:`latentkit.grid.training.warmup_cosine_lr`): :math:`\\eta_e = \\eta (e + 1) / (W + 1)`
         for :math:`e < W`, then the cosine over the remaining :math:`E - W` epochs. ``0`` (default):
         the plain cosine, as before (absent from the dense key at 0, so older caches stay valid).
+    dense_history : {"full", "test"}
+        What the dense training evaluates after each epoch (its ``dense.csv`` curves): ``"full"``
+        (default) the training and the test set; ``"test"`` the test set only, the training set
+        after the last epoch (earlier ``train_*`` are NaN): about a third less dense-training
+        time for the quick networks. In the dense key only when not the default.
     """
 
     name: str = "quick"
@@ -220,6 +226,7 @@ class ExperimentConfig:
     reference_mc_samples: int = 600_000
     reference_mc_repeats: int = 100
     dense_warmup_epochs: PerNet = 0
+    dense_history: str = "full"
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -51,6 +51,8 @@ def dense_key(plan: GroupPlan) -> dict[str, Any]:
         key["threads"] = plan.threads_per_group
     if plan.dense_warmup_epochs:
         key["warmup"] = plan.dense_warmup_epochs
+    if plan.dense_history != "full":  # the stored training curves differ (the weights do not)
+        key["history"] = plan.dense_history
     if plan.normalization != "imagenet":  # the reference's CIFAR100 statistics (a different input)
         key["normalization"] = plan.normalization
     return key

@@ -109,6 +109,7 @@ class GroupPlan:
     reference_mc_samples: int = 600_000
     reference_mc_repeats: int = 100
     dense_warmup_epochs: int = 0
+    dense_history: str = "full"
 
     @property
     def cells(self) -> list[tuple[str, float]]:
@@ -168,6 +169,7 @@ def make_plan(
         reference_mc_samples=config.reference_mc_samples,
         reference_mc_repeats=config.reference_mc_repeats,
         dense_warmup_epochs=int(config.per_network("dense_warmup_epochs", network, dataset)),
+        dense_history=config.dense_history,
     )
 
 

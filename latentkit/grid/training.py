@@ -117,7 +117,9 @@ def train_dense(
     :func:`warmup_cosine_lr`), seed ``seed + trial`` for the initialisation and
     the order. ``history`` has one dict per epoch (``epoch``, ``lr``, ``train_loss_running`` = mean
     training loss over the epoch's batches, ``train_loss``/``train_acc``/``test_loss``/``test_acc``
-    in eval mode, ``time_s``). Not cached: see :func:`dense_model`.
+    in eval mode, ``train_correct``/``n_train``/``test_correct``/``n_test``, ``time_s``; with
+    ``dense_history="test"`` the training set is evaluated after the last epoch only, NaN/None
+    before). Not cached: see :func:`dense_model`.
     """
     device = plan.device
     views = views or dataset_views(plan)
@@ -145,9 +147,13 @@ def train_dense(
             running = sgd_epoch(
                 model, opt, train_ds, plan.dense_batch_size, lr, g, aug_g if quick_aug else None, plan
             )
-            tr_loss, tr_correct, n_tr = evaluate_counts(model, views["train_eval"], plan)
+            if plan.dense_history == "full" or epoch == epochs - 1:
+                tr_loss, tr_correct, n_tr = evaluate_counts(model, views["train_eval"], plan)
+                tr_acc = 100.0 * tr_correct / n_tr
+            else:  # dense_history="test": the training set only after the last epoch
+                tr_loss, tr_correct, n_tr, tr_acc = math.nan, None, len(views["train_eval"]), math.nan
             te_loss, te_correct, n_te = evaluate_counts(model, views["test_eval"], plan)
-            tr_acc, te_acc = 100.0 * tr_correct / n_tr, 100.0 * te_correct / n_te
+            te_acc = 100.0 * te_correct / n_te
             history.append(
                 {
                     "epoch": epoch + 1,
