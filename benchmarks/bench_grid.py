@@ -14,7 +14,8 @@ For each (network, dataset) of trial 0, one group is computed twice, on one torc
 Each run is split into dense training (:func:`latentkit.grid.training.train_dense`), features
 (:meth:`latentkit.grid.engines.DenseGroup.load`: penultimate features of both sets, Laplace fits,
 the dense metrics), fine-tuning (the engine without its measures) and measures (AP2, every AP3, the
-extra and function-space measures). The sum over the groups is the serial seconds per trial.
+extra and function-space measures; ``of_which_fn``: the function-space part alone). The sum
+over the groups is the serial seconds per trial.
 
 With ``--parallel`` the grid of trial 0 (the networks and datasets given) is also run end to end
 from an empty cache with the serial executor and with the local process pool
@@ -77,7 +78,13 @@ def time_group(config: Any, network: str, dataset: str) -> dict[str, float]:
         ENGINE_CLASSES[plan.engine]().run(group)
         engine = time.perf_counter() - t
     measures = group.measure.seconds + group.fn.seconds
-    return {"dense": dense, "features": feats, "finetune": engine - measures, "measures": measures}
+    return {
+        "dense": dense,
+        "features": feats,
+        "finetune": engine - measures,
+        "measures": measures,
+        "of_which_fn": group.fn.seconds,  # ap3_fn, ap3_fn_quadratic, obd (batched over the cells)
+    }
 
 
 def split_table(config: Any, networks: list[str], datasets: list[str]) -> pd.DataFrame:
@@ -88,7 +95,8 @@ def split_table(config: Any, networks: list[str], datasets: list[str]) -> pd.Dat
         for ds in datasets:
             for path, cfg in (("now", config), ("before", before)):
                 sec = time_group(cfg, net, ds)
-                rows.append({"network": net, "dataset": ds, "path": path, **sec, "total": sum(sec.values())})
+                total = sum(sec[k] for k in PARTS)
+                rows.append({"network": net, "dataset": ds, "path": path, **sec, "total": total})
                 print(
                     f"  {net}/{ds} {path}: " + ", ".join(f"{k} {v:.1f}s" for k, v in sec.items()), flush=True
                 )
@@ -122,7 +130,7 @@ def main() -> None:
     config = config.replace(networks=networks, datasets=datasets)
     print(f"seconds per trial ({args.config}: {networks} x {datasets}, 1 thread, {os.cpu_count()} cores)")
     table = split_table(config, networks, datasets)
-    per_trial = table.groupby("path")[[*PARTS, "total"]].sum()
+    per_trial = table.groupby("path")[[*PARTS, "of_which_fn", "total"]].sum()
     print(per_trial.round(1).to_string())
     now, before = per_trial.loc["now", "total"], per_trial.loc["before", "total"]
     print(f"serial speed-up per trial (before / now): {before / now:.2f}x")

@@ -205,3 +205,12 @@ def test_dense_history_test_only_evaluates_train_at_the_end(tmp_path):
     assert all(torch.equal(state[k], full[k]) for k in state)
     with pytest.raises(ValueError, match="dense_history"):
         load_config("quick", dense_history="some")
+
+
+def test_warmup_must_be_below_the_dense_epochs():
+    with pytest.raises(
+        ValueError, match=r"dense_warmup_epochs \(2\) must be smaller than dense_epochs \(2\)"
+    ):
+        load_config("quick", dense_warmup_epochs=2, dense_epochs=2)
+    with pytest.raises(ValueError, match="dense_warmup_epochs"):
+        load_config("quick", dense_warmup_epochs=-1)

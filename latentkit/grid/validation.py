@@ -292,12 +292,26 @@ def _reference_protocol_needs_exact(c: Any) -> str | None:
     return None
 
 
+def _warmup_below_epochs(c: Any) -> str | None:
+    for net in c.networks:
+        for ds in c.datasets:
+            warm = per_network_value(c.dense_warmup_epochs, "dense_warmup_epochs", net, ds)
+            epochs = per_network_value(c.dense_epochs, "dense_epochs", net, ds)
+            if warm >= epochs:
+                return (
+                    f"dense_warmup_epochs ({warm}) must be smaller than dense_epochs ({epochs}) "
+                    f"for {net}/{ds}"
+                )
+    return None
+
+
 #: Rules over several fields: each returns the error message, or ``None`` when the rule holds.
 CROSS_FIELD_RULES: tuple[Callable[[Any], str | None], ...] = (
     _layers_all_needs_exact,
     _cached_needs_fixed_features,
     _imagenet_needs_paper,
     _reference_protocol_needs_exact,
+    _warmup_below_epochs,
 )
 
 
