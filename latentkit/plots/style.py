@@ -60,7 +60,18 @@ _AP3_NAMES = {
     "laplace_kron": "Kronecker Laplace",
 }
 _LEVEL_LABELS = {"cells": "across the method x sparsity grid", "epochs": "across cells and epochs"}
-_PD_LABELS = {"pd_test": "PD test (pp)", "pd_train": "PD train (pp)"}
+_PD_LABELS = {
+    "pd_test": "PD test (pp)",
+    "pd_train": "PD train (pp)",
+    "delta_test": "accuracy change test (pp)",
+    "delta_train": "accuracy change train (pp)",
+    "obd": "OBD saliency  $\\frac12 \\sum_j F_{jj} \\Delta w_j^2$",
+}
+#: Labels of the function-space AP3 columns (checked before the weight-space ``ap3_<name>`` rule).
+_FN_LABELS = {
+    "ap3_fn": "AP3_fn  $E_x\\,KL(p(y|x,w)\\,\\|\\,p(y|x,\\tilde w_t))$ (nats)",
+    "ap3_fn_quadratic": "AP3_fn quadratic, exact Fisher (nats)",
+}
 
 
 def network_label(network: str) -> str:
@@ -82,10 +93,14 @@ def measure_label(column: str) -> str:
     r"""Axis label of a results column.
 
     ``ap2`` -> AP2 :math:`\lVert w - \tilde w_t\rVert^2`; ``ap3_<name>`` -> AP3 with the latent's
-    name (KL in nats); ``pd_test``/``pd_train`` -> PD in percentage points; other columns unchanged.
+    name (KL in nats); ``ap3_fn`` / ``ap3_fn_quadratic`` -> the function-space AP3;
+    ``pd_test``/``pd_train`` -> PD in percentage points; ``delta_test``/``delta_train`` -> the signed
+    accuracy change; ``obd`` -> the OBD saliency; other columns unchanged.
     """
     if column == "ap2":
         return "AP2  $\\|w-\\tilde w_t\\|^2$"
+    if column in _FN_LABELS:
+        return _FN_LABELS[column]
     if column.startswith("ap3_"):
         name = column[len("ap3_") :]
         return f"AP3, {_AP3_NAMES.get(name, name)} (nats)"
