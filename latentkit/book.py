@@ -23,6 +23,7 @@ import os
 import random
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -197,11 +198,20 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
-def show_error(fn: Callable[[], Any], replace: Mapping[str, str] | None = None) -> None:
+def show_error(
+    fn: Callable[[], Any], replace: Mapping[str, str] | None = None, *, width: int | None = 80
+) -> None:
     """Call ``fn()`` and print what it raises as ``"<type>: <message>"``, or ``"no error"``.
 
     Each key of ``replace`` found in the message (e.g. a temporary folder) is replaced by its value
-    (e.g. ``"<data_root>"``), so the printed line does not depend on the machine.
+    (e.g. ``"<data_root>"``), so the printed line does not depend on the machine. The message is
+    wrapped at ``width`` characters (:func:`textwrap.fill`, words and paths never split), so that it
+    fits the book's column; ``width=None`` prints it on one line.
+
+    Example
+    -------
+    >>> show_error(lambda: int("x"))
+    ValueError: invalid literal for int() with base 10: 'x'
 
     Raises
     ------
@@ -215,13 +225,20 @@ def show_error(fn: Callable[[], Any], replace: Mapping[str, str] | None = None) 
         isinstance(k, str) and isinstance(v, str) for k, v in replace.items()
     ):
         raise TypeError("replace must be a mapping of strings to strings")
+    if width is not None:
+        check_int(width, "width", minimum=20)
     try:
         fn()
     except Exception as exc:
         msg = str(exc)
         for old, new in replace.items():
             msg = msg.replace(old, new)
-        print(f"{type(exc).__name__}: {msg}")
+        text = f"{type(exc).__name__}: {msg}"
+        if width is not None:
+            text = textwrap.fill(
+                text, width=width, break_long_words=False, break_on_hyphens=False
+            )
+        print(text)
     else:
         print("no error")
 
