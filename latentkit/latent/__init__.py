@@ -43,7 +43,7 @@ from .fits import LaplaceFit, LedoitWolfFit, SwagFit, fit_laplace_linear, fit_sw
 from .laws import DiagonalNormal, IsotropicNormal, MultivariateStudentT, sample_standard_gamma
 from .matrix_normal import MatrixNormal
 from .projection import fold_bias, project
-from .space import latent_space, relocate
+from .space import latent_pair, latent_space, relocate
 
 __all__ = [
     "project",
@@ -55,6 +55,7 @@ __all__ = [
     "MultivariateNormal",
     "LowRankMultivariateNormal",
     "latent_space",
+    "latent_pair",
     "relocate",
     "SwagFit",
     "fit_swag",

@@ -23,9 +23,9 @@ from ..options import COVARIANCES, FAMILIES, PROJECTIONS
 from .fits import LaplaceFit, LedoitWolfFit, SwagFit
 from .laws import DiagonalNormal, IsotropicNormal, MultivariateStudentT
 from .matrix_normal import MatrixNormal
-from .projection import project
+from .projection import fold_bias, project
 
-__all__ = ["latent_space", "relocate", "BUILDERS"]
+__all__ = ["latent_space", "latent_pair", "relocate", "BUILDERS"]
 
 
 def relocate(dist: Distribution, loc: Any) -> Distribution:
@@ -307,3 +307,30 @@ def latent_space(
     if builder is None:
         raise req.unsupported()
     return builder(req, x)
+
+
+def latent_pair(weight: Any, pruned: Any, *, bias: Any = None, **kwargs: Any) -> tuple[Distribution, Distribution]:
+    r"""The latent laws of a dense and a pruned layer built with the same settings (the paper's setting).
+
+    ``(latent_space(w, **kwargs), latent_space(w~, **kwargs))``; with ``bias`` (C,) given, it is folded
+    into both as a last column first (:func:`~latentkit.latent.fold_bias`: :math:`[W, b]`,
+    :math:`[\tilde W, b]`), as a latent fitted on :math:`[W, b]` (a Laplace fit with ``bias=True``)
+    needs. With a shared covariance the AP3 of the pair is
+    :math:`\tfrac12 D^\top \Sigma^{-1} D` with :math:`D` the change of the projected weights.
+
+    Parameters
+    ----------
+    weight, pruned : Tensor of one shape
+        Dense and pruned weights.
+    bias : Tensor (C,), optional
+        Folded into both (the bias is not pruned, so it adds nothing to :math:`D`).
+    **kwargs
+        :func:`latent_space` arguments (family, covariance, scale, df, fit, projection, ...).
+
+    Returns
+    -------
+    (Distribution, Distribution)
+    """
+    if bias is not None:
+        weight, pruned = fold_bias(weight, bias), fold_bias(pruned, bias)
+    return latent_space(weight, **kwargs), latent_space(pruned, **kwargs)

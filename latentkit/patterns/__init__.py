@@ -23,6 +23,7 @@ from .weight import (
     has_ap2,
     has_ap3,
     layer_table,
+    pattern_values,
 )
 
 __all__ = [
@@ -37,5 +38,6 @@ __all__ = [
     "has_ap3",
     "layer_table",
     "obd_saliency",
+    "pattern_values",
     "predictive_kl",
 ]

@@ -32,11 +32,20 @@ from torch import nn
 
 from .. import divergence  # noqa: F401  (importing it registers latentkit's KL pairs with torch)
 from .._validation import as_tensor, check_choice, check_nonnegative, check_same_device, check_same_shape
-from ..latent import latent_space, project
+from ..latent import fold_bias, latent_space, project
 from ..modules import effective_weight, prunable_layers
 from ..options import AP2_NORMALIZATIONS, PROJECTIONS
 
-__all__ = ["PatternTest", "ap2", "ap3", "has_ap2", "has_ap3", "layer_table", "AP2_NORMALIZATIONS"]
+__all__ = [
+    "PatternTest",
+    "ap2",
+    "ap3",
+    "has_ap2",
+    "has_ap3",
+    "layer_table",
+    "pattern_values",
+    "AP2_NORMALIZATIONS",
+]
 
 #: The columns of :func:`layer_table` before the AP3 columns (also those of an empty table).
 TABLE_COLUMNS = ("layer", "type", "shape", "parameters", "zeros", "sparsity", "ap2")
@@ -410,3 +419,59 @@ def layer_table(
     ap2_kwargs = {"projection": projection, "num_chunks": num_chunks, "normalize": normalize}
     rows = [_row(n, dense_layers[n], pruned_layers[n], specs, ap2_kwargs) for n in names]
     return pd.DataFrame(rows, columns=[*TABLE_COLUMNS, *specs])
+
+
+def pattern_values(
+    w: Any,
+    w_pruned: Any,
+    specs: Mapping[str, Mapping[str, Any] | None],
+    *,
+    bias: Any = None,
+) -> dict[str, float]:
+    """Several AP2 / AP3 patterns of one layer pair, one value per named spec.
+
+    Each spec is a dict of :func:`ap3` keyword arguments (family, covariance, scale, fit, projection,
+    ...), or ``None`` / a dict with ``"measure": "ap2"`` for :func:`ap2` (its other keys, e.g.
+    ``projection``, go to :func:`ap2`). A spec with ``"fold_bias": True`` compares
+    :math:`[W, b]` with :math:`[\\tilde W, b]` (``bias`` folded in as a last column, as a latent
+    fitted on the folded weights needs); the others compare ``w`` with ``w_pruned``.
+
+    Parameters
+    ----------
+    w, w_pruned : Tensor of one shape
+    specs : mapping name -> dict or None
+    bias : Tensor (C,), optional
+        Needed by the ``fold_bias`` specs.
+
+    Returns
+    -------
+    dict name -> float, in the order of ``specs``.
+
+    Raises
+    ------
+    TypeError
+        A spec that is neither a mapping nor None.
+    ValueError
+        A ``fold_bias`` spec without ``bias``; errors of :func:`ap2` / :func:`ap3`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.tensor([[1.0, -2.0], [0.5, 3.0]]); wp = w * (w.abs() > 1)
+    >>> pattern_values(w, wp, {"AP2": None, "AP3 s=1": {"scale": 1.0}})
+    {'AP2': 1.25, 'AP3 s=1': 0.625}
+    """
+    out: dict[str, float] = {}
+    for name, spec in specs.items():
+        if spec is not None and not isinstance(spec, Mapping):
+            raise TypeError(f"spec {name!r} must be a dict of keyword arguments or None; got {type(spec).__name__}")
+        kw = dict(spec or {})
+        measure = kw.pop("measure", "ap3" if spec else "ap2")
+        a, b_ = w, w_pruned
+        if kw.pop("fold_bias", False):
+            if bias is None:
+                raise ValueError(f"spec {name!r} folds the bias: give bias=")
+            a, b_ = fold_bias(w, bias), fold_bias(w_pruned, bias)
+        check_choice(measure, f"measure of spec {name!r}", ("ap2", "ap3"))
+        out[name] = ap2(a, b_, **kw) if measure == "ap2" else ap3(a, b_, **kw)
+    return out
