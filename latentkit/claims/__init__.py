@@ -66,6 +66,7 @@ from __future__ import annotations
 
 from ..options import VERDICTS
 from ._common import PD_DECIMALS, TIE_RTOL
+from .quoted import corr_glue_name, level_token, quoted_correlations
 from .tables import correlation_levels, ordering_disagreements, resolve_levels, settled, settled_cells
 from .verdicts import paper_claims
 
@@ -73,6 +74,9 @@ __all__ = [
     "PD_DECIMALS",
     "TIE_RTOL",
     "VERDICTS",
+    "corr_glue_name",
+    "level_token",
+    "quoted_correlations",
     "correlation_levels",
     "ordering_disagreements",
     "paper_claims",

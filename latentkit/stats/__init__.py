@@ -24,7 +24,10 @@ Submodules (every public name is importable from :mod:`latentkit.stats`):
 * :mod:`~latentkit.stats.resampling` -- one paired, hierarchical bootstrap plan for every measure
   (:func:`resampling_plan`, :func:`paired_bootstrap`, :func:`statistics_of`);
 * :mod:`~latentkit.stats.comparison` -- :func:`measure_table` (tau, Psi, CMI, sign-error side by
-  side with paired intervals) and the baselines (:data:`BASELINES`, :func:`add_random_measure`).
+  side with paired intervals) and the baselines (:data:`BASELINES`, :func:`add_random_measure`);
+* :mod:`~latentkit.stats.tracking` -- :func:`within_cell_tau` (does a measure move with the target
+  during fine-tuning?), :func:`tau_by_group`, :func:`budget_choices` (the label-free sparsity choice
+  on cached curves).
 
 Missing values: a NaN in a measure or target makes :func:`correlations` raise (``nan_policy="raise"``,
 the default: a rank correlation with a NaN is undefined, and a bootstrap over the resamples that
@@ -55,6 +58,7 @@ from .generalization import (
 )
 from .resampling import CELLS, STATISTICS, ResamplingPlan, paired_bootstrap, resampling_plan, statistics_of
 from .summaries import reference_rescale, summarize
+from .tracking import budget_choices, tau_by_group, within_cell_tau
 
 __all__ = [
     "AXES",
@@ -82,4 +86,7 @@ __all__ = [
     "reference_rescale",
     "spearman_rows",
     "summarize",
+    "budget_choices",
+    "tau_by_group",
+    "within_cell_tau",
 ]

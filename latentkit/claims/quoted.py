@@ -1,0 +1,54 @@
+r"""One number, one value: the correlations chapters quote, under one glue name each.
+
+A chapter that quotes a Spearman :math:`\rho` of a measure with PD glues it under
+:func:`corr_glue_name` (``corr-<network>-<dataset>-<measure>-<level>``, e.g.
+``corr-alexnet-standin10-ap3-fn-t0``) with the value of :func:`quoted_correlations`, which is the
+point estimate of :func:`latentkit.claims.correlation_levels` (trial means per cell, the same
+numbers the benchmark chapters' tables show). ``tests/test_finetuning_chapter.py`` recomputes
+every stored ``corr-*`` glue of every chapter from the results and checks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from .tables import correlation_levels
+
+__all__ = ["corr_glue_name", "level_token", "quoted_correlations"]
+
+
+def level_token(level: str) -> str:
+    """Glue-name token of a correlation level: ``"cells@0"`` -> ``"t0"``, ``"cells@20"`` -> ``"t20"``, ``"epochs"``."""
+    if level == "epochs":
+        return "epochs"
+    if isinstance(level, str) and level.startswith("cells@") and level[6:].isdigit():
+        return f"t{level[6:]}"
+    raise ValueError(f"level must be 'cells@<epoch>' or 'epochs' (as correlation_levels names it); got {level!r}")
+
+
+def corr_glue_name(network: str, dataset: str, measure: str, level: str) -> str:
+    """``corr-<network>-<dataset>-<measure>-<level>`` with ``_`` -> ``-`` (``level`` as :func:`level_token`)."""
+    parts = [str(network), str(dataset), str(measure)]
+    return "corr-" + "-".join(p.replace("_", "-") for p in parts) + "-" + level_token(level)
+
+
+def quoted_correlations(
+    df: pd.DataFrame,
+    measures: Sequence[str],
+    levels: Sequence[str] = ("cells@0", "cells", "epochs"),
+    *,
+    target: str = "pd_test",
+) -> dict[str, float]:
+    r"""Spearman :math:`\rho` of each measure with ``target`` per (network, dataset) and level, by glue name.
+
+    The values are the ``spearman`` column of :func:`~latentkit.claims.correlation_levels` (its
+    point estimate does not depend on the bootstrap); ``"cells"`` is named by the last epoch
+    (``t<T>``).
+    """
+    corr = correlation_levels(df, levels, measures=list(measures), target=target, n_boot=10)
+    return {
+        corr_glue_name(r.network, r.dataset, r.measure, r.level): float(r.spearman)
+        for r in corr.itertuples(index=False)
+    }
