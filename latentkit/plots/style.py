@@ -16,12 +16,14 @@ __all__ = [
     "METHOD_COLORS",
     "METHOD_LABELS",
     "NETWORK_LABELS",
+    "SPARSITY_CMAP",
     "config_table",
     "dataset_label",
     "default_measures",
     "measure_label",
     "method_label",
     "network_label",
+    "sparsity_colors",
 ]
 
 #: Display names of the networks.
@@ -74,9 +76,14 @@ _FN_LABELS = {
 }
 
 
-def network_label(network: str) -> str:
-    """Display name of a network (``"vgg16"`` -> ``"VGG16"``; unknown names unchanged)."""
-    return NETWORK_LABELS.get(network, str(network))
+def network_label(network: str, preset: str | None = None) -> str:
+    """Display name of a network (``"vgg16"`` -> ``"VGG16"``; unknown names unchanged).
+
+    With ``preset="quick"`` the narrowed quick-scale network is named as such
+    (``"VGG16-quick"``); other presets (``"paper"``, ``None``) give the plain name.
+    """
+    label = NETWORK_LABELS.get(network, str(network))
+    return f"{label}-quick" if preset == "quick" else label
 
 
 def dataset_label(dataset: str) -> str:
@@ -159,14 +166,31 @@ def _log_axis(ax: Any, values: np.ndarray, axis: str = "y") -> bool:
     # linear below the decade of the smallest positive value, so that 0 and that value both show
     lin = 10.0 ** np.floor(np.log10(pos.min())) if len(pos) else 1.0
     setter("symlog", linthresh=float(lin))
-    if len(v) and (v >= 0).all():  # start at 0; leave room above the largest value (autoscale ran on linear)
-        (ax.set_ylim if axis == "y" else ax.set_xlim)(0, float(v.max()) * 1.6 if v.max() > 0 else 1.0)
+    if len(v) and (v >= 0).all():  # 0 just inside the axis (markers at 0 not cut); room above the max
+        top = float(v.max()) * 1.6 if v.max() > 0 else 1.0
+        (ax.set_ylim if axis == "y" else ax.set_xlim)(-0.25 * lin, top)
     return True
 
 
-def _sparsity_colors(sparsities: Sequence[float]) -> dict[float, Any]:
-    pal = sns.color_palette("viridis_r", max(len(sparsities), 2) + 1)[1:]
+#: The book's one sparsity colour map (light = low sparsity, dark = high), in every chapter.
+SPARSITY_CMAP = "viridis_r"
+
+
+def sparsity_colors(sparsities: Sequence[float]) -> dict[float, Any]:
+    """Colour of each sparsity in every figure of the book (:data:`SPARSITY_CMAP`, light = low)."""
+    pal = sns.color_palette(SPARSITY_CMAP, max(len(sparsities), 2) + 1)[1:]
     return {s: pal[i] for i, s in enumerate(sorted(sparsities))}
+
+
+_sparsity_colors = sparsity_colors
+
+
+def _preset_of(df: pd.DataFrame, scale: str | None) -> str | None:
+    """The preset a table was run at (``scale`` if given, else its single ``scale`` value)."""
+    if scale is None and "scale" in df.columns:
+        vals = list(pd.unique(df["scale"]))
+        scale = vals[0] if len(vals) == 1 else None
+    return scale
 
 
 def _methods_in(df: pd.DataFrame, methods: Sequence[str] | None) -> list[str]:
@@ -203,7 +227,7 @@ def config_table(config: Any) -> pd.DataFrame:
             sub = [config.max_train_samples, config.max_test_samples]
             rows.append(
                 {
-                    "network": network_label(net),
+                    "network": network_label(net, config.preset),
                     "dataset": ds,
                     "scale": config.preset,
                     "dense epochs": config.per_network("dense_epochs", net, ds),

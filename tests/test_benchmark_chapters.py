@@ -1,0 +1,330 @@
+"""The three benchmark chapters come from one template, and their prose follows the data.
+
+* the stored ``book/{alexnet,vgg16,resnet50}.ipynb`` sources are the template rendered per network
+  (``book/render_benchmarks.py``): nobody edits one chapter by hand;
+* the sentence builders of :mod:`latentkit.claims.prose` on constructed tables with known answers;
+* the figure conventions the chapters rely on (quick-scale names, the sparsity colour map, zeros
+  inside a symlog axis, stacked forest panels, the stand-in images);
+* (slow) the AlexNet chapter rendered against a second, tiny results directory glues values that
+  change with the data and match it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from latentkit import claims, plots
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+
+
+def _renderer():
+    spec = importlib.util.spec_from_file_location("render_benchmarks", BOOK / "render_benchmarks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cells(nb):
+    return [(c.cell_type, c.source, list(c.get("metadata", {}).get("tags", []))) for c in nb.cells]
+
+
+# --------------------------------------------------------------------------- one source
+
+
+@pytest.mark.parametrize("network", ["alexnet", "vgg16", "resnet50"])
+def test_stored_chapter_is_the_rendered_template(network):
+    render = _renderer()
+    stored = nbformat.read(BOOK / f"{network}.ipynb", as_version=4)
+    assert _cells(stored) == _cells(render.render(network)), (
+        f"book/{network}.ipynb differs from book/_templates/benchmark.md rendered for {network}: "
+        "edit the template and run `python book/render_benchmarks.py`, then execute the chapter"
+    )
+
+
+def test_template_renders_per_network_and_shows_the_data_once():
+    render = _renderer()
+    nbs = {n: render.render(n) for n in render.ORDER}
+    for net, nb in nbs.items():
+        text = "\n".join(c.source for c in nb.cells)
+        assert "{{" not in text and "}}" not in text.replace("}}$", "")
+        assert f"{render.NETWORKS[net]['Net']}-quick" in nb.cells[0].source
+        assert f'NETWORK = "{net}"' in text
+        assert ("fig-standins" in text) == (net == "alexnet")  # stand-in images shown once
+        for c in nb.cells:
+            if c.cell_type == "code":
+                assert all(len(line) <= 78 for line in c.source.splitlines()), c.source
+                assert "def " not in c.source and "NBVAL" not in c.source
+    # figure names are unique across the book (Sphinx labels are global)
+    labels = [
+        line.split(":name:")[1].strip()
+        for nb in nbs.values()
+        for c in nb.cells
+        for line in c.source.splitlines()
+        if ":name:" in line
+    ]
+    assert len(labels) == len(set(labels)) and "fig-vgg16-forest" in labels
+
+
+def test_template_parser_rejects_text_before_the_first_cell():
+    render = _renderer()
+    with pytest.raises(ValueError, match="before the first"):
+        render.parse_template("stray\n+++ markdown\n# x\n")
+    cells = render.parse_template("+++ code only=first tags=a,b\nx = 1\n+++ markdown\n# y\n")
+    assert cells[0] == {"cell_type": "code", "only": "first", "tags": ["a", "b"], "source": "x = 1"}
+    with pytest.raises(ValueError, match="unknown network"):
+        render.render("lenet")
+
+
+# --------------------------------------------------------------------------- sentences
+
+
+def _table(deltas_0, deltas_t, n=1000):
+    """A results table of one (network, dataset), 1 trial, cells with the given signed changes."""
+    rows = []
+    cells = [(m, s) for m in ("lowest", "random", "highest") for s in (0.1, 0.8)]
+    for epoch, deltas in ((0, deltas_0), (5, deltas_t)):
+        for (m, s), d in zip(cells, deltas, strict=True):
+            rows.append(
+                dict(
+                    network="alexnet",
+                    dataset="standin10",
+                    method=m,
+                    sparsity=s,
+                    trial=0,
+                    epoch=epoch,
+                    delta_test=d,
+                    pd_test=abs(d),
+                    n_test=n,
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def test_count_phrase():
+    assert claims.count_phrase(6, 6) == "all 6 sub-tests"
+    assert claims.count_phrase(0, 6, "cells") == "none of the 6 cells"
+    assert claims.count_phrase(4, 6) == "4 of 6 sub-tests"
+    assert claims.count_phrase(1, 1, "cells") == "the one cell"
+    with pytest.raises(ValueError):
+        claims.count_phrase(7, 6)
+
+
+def test_accuracy_change_summary_counts_gains_losses_and_ties():
+    df = _table([0.0, -1.0, -2.0, -30.0, 0.0, -80.0], [0.2, 0.1, -0.3, 0.0, 0.4, -5.0])
+    s = claims.accuracy_change_summary(df).set_index("epoch")
+    assert s.loc[0, ["gains", "losses", "unchanged"]].tolist() == [0, 4, 2]
+    assert s.loc[5, ["gains", "losses", "unchanged"]].tolist() == [3, 2, 1]
+    assert s.loc[0, "worst"] == -80.0 and s.loc[0, "worst_cell"] == "highest magnitude at 80 %"
+    assert s.loc[5, "best_cell"] == "highest magnitude at 10 %"
+    text = claims.change_sentence(s.reset_index().iloc[1])
+    assert text.startswith("After 5 fine-tuning epochs") and "3 of 6 cells end *above*" in text
+    assert "+0.40 pp" in text and "-5.00 pp" in text
+    first = claims.change_sentence(s.reset_index().iloc[0])
+    assert "above" not in first and "2 of 6 cells have exactly" in first
+
+
+def test_sign_disagreements_only_where_a_cell_gained():
+    # all changes <= 0: PD and the loss order every pair alike
+    df = _table([0.0, -1.0, -2.0, -30.0, 0.0, -80.0], [0.5, -0.5, -1.0, 0.0, 0.0, 0.0])
+    d = claims.sign_disagreements(df).set_index("epoch")
+    assert d.loc[0, "discordant"] == 0 and d.loc[0, "pairs"] == 15
+    # at t=5: +0.5 vs -0.5 tie in PD (not discordant); +0.5 vs -1.0 agree; +0.5 vs 0: PD says worse,
+    # loss says better -> discordant, three times (the three zeros)
+    assert d.loc[5, "discordant"] == 3 and d.loc[5, "with_gain"] == 5
+
+
+def test_dense_accuracy_mean_sd():
+    dense = pd.DataFrame(
+        dict(
+            network="vgg16",
+            dataset="standin10",
+            trial=[0, 0, 1, 1, 2, 2],
+            epoch=[1, 2] * 3,
+            test_acc=[50.0, 97.0, 60.0, 98.0, 70.0, 99.0],
+        )
+    )
+    r = claims.dense_accuracy(dense).iloc[0]
+    assert r["mean"] == pytest.approx(98.0) and r["sd"] == pytest.approx(1.0) and r["trials"] == 3
+    assert r["text"] == "98.0 ± 1.0 %" and r["epochs"] == 2
+    one = claims.dense_accuracy(dense[dense["trial"] == 0]).iloc[0]
+    assert one["text"] == "97.0 % (one trial)" and one["sd"] == 0.0
+
+
+def test_correlation_and_verdict_sentences():
+    corr = pd.DataFrame(
+        dict(
+            dataset="standin10",
+            level="cells@0",
+            measure=["ap2", "ap3_fn", "obd"],
+            spearman=[0.9, 0.95, -0.7],
+            spearman_low=[0.5, 0.8, -0.9],
+            spearman_high=[1.0, 1.0, -0.2],
+        )
+    )
+    assert claims.correlation_text(corr, "ap2", "standin10", "cells@0") == "ρ = 0.90 [0.50, 1.00]"
+    text = claims.correlation_sentence(corr, "standin10", "cells@0")
+    assert text.startswith("Right after pruning, 2 of 3 measures correlate significantly positively")
+    assert "1 of 3 measures significantly negatively" in text and "that of AP3_fn (0.95)" in text
+    later = corr.assign(level="cells@20")
+    assert claims.correlation_sentence(later, "standin10", "cells@20").startswith("After 20 fine")
+    with pytest.raises(ValueError):
+        claims.correlation_sentence(corr, "standin100", "cells@0")
+    verdicts = pd.DataFrame(
+        dict(
+            claim=["2", "2", "2", "7", "6a"],
+            measure=["ap2", "ap3_gauss_iso", "ap3_fn", "ap2", "ap3_fn, pd_test"],
+            passed=[6, 6, 4, 10, 3],
+            tests=[6, 6, 6, 12, 3],
+            verdict=["holds", "holds", "mixed", "mixed", "holds"],
+        )
+    )
+    s = claims.verdict_sentence(verdicts, "2")
+    assert s == (
+        "*holds* for AP2 and isotropic-Gaussian AP3 (all 6 sub-tests); *mixed* for AP3_fn (4 of 6 sub-tests)"
+    )
+    assert "10 of 12 comparable pairs ordered alike" in claims.verdict_sentence(verdicts, "7")
+    assert claims.verdict_sentence(verdicts, "6a") == "*holds* for AP3_fn with PD (all 3 cells)"
+    assert claims.verdict_overview(verdicts) == (
+        "holds for every measure: claim 6a; mixed for every measure: claim 7; depends on the measure: claim 2"
+    )
+
+
+# --------------------------------------------------------------------------- figure conventions
+
+
+def test_quick_networks_named_as_such_and_one_sparsity_map():
+    assert plots.network_label("resnet50", "quick") == "ResNet50-quick"
+    assert plots.network_label("resnet50", "paper") == "ResNet50" == plots.network_label("resnet50")
+    colors = plots.sparsity_colors([0.8, 0.1, 0.5])
+    assert list(colors) == [0.1, 0.5, 0.8] and plots.SPARSITY_CMAP == "viridis_r"
+    # light = low sparsity: luminance falls with sparsity
+    lum = [0.2126 * r + 0.7152 * g + 0.0722 * b for r, g, b in colors.values()]
+    assert lum[0] > lum[1] > lum[2]
+
+
+def test_zero_sits_inside_a_symlog_axis():
+    from latentkit.plots.style import _log_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [0.0, 0.5, 30.0])
+    assert _log_axis(ax, np.array([0.0, 0.5, 30.0]))
+    bottom, top = ax.get_ylim()
+    assert bottom < 0 < top  # a marker at PD = 0 is not cut by the axis
+    plt.close(fig)
+
+
+def test_forest_stacks_panels_and_standin_examples():
+    corr = pd.DataFrame(
+        dict(
+            network="alexnet",
+            dataset=["standin10"] * 2 + ["standin100"] * 2,
+            level="cells@0",
+            target="pd_test",
+            measure=["ap2", "ap3_fn"] * 2,
+            spearman=0.5,
+            spearman_low=0.1,
+            spearman_high=0.9,
+        )
+    )
+    fig = plots.correlation_forest(corr, ncols=1)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 2 and fig.get_size_inches()[0] <= 7.1
+    plt.close(fig)
+    rng = np.random.default_rng(0)
+    ex = {
+        "standin10": [(rng.random((3, 8, 8)), k % 4) for k in range(12)],
+        "standin100": [(rng.random((8, 8)), k) for k in range(3)],
+    }
+    fig = plots.standin_examples(ex, per_dataset=4)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["class 0", "class 1", "class 2", "class 3", "class 0", "class 1", "class 2"]
+    assert fig.get_size_inches()[0] <= 7.0
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        plots.standin_examples({})
+
+
+# --------------------------------------------------------------------------- prose follows the data
+
+
+def _glued(nb) -> dict[str, str]:
+    """Glued values of an executed notebook: name -> text/markdown or text/plain (myst-nb 1.x)."""
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            if not name:
+                continue
+            data = o.get("data", {})
+            for mime in ("text/markdown", "text/plain"):
+                key = f"application/papermill.record/{mime}"
+                if key in data:
+                    out[name] = data[key]
+                    break
+    return out
+
+
+@pytest.mark.slow
+def test_chapter_rendered_from_another_results_directory_glues_its_values(tmp_path):
+    import yaml
+    from nbclient import NotebookClient
+
+    from latentkit.grid import dense_table, load_config, run_grid
+
+    cfg = yaml.safe_load((ROOT / "latentkit" / "configs" / "quick.yaml").read_text())
+    cfg.update(
+        name="tiny",
+        networks=["alexnet"],
+        datasets=["standin10"],
+        sparsities=[0.3, 0.8],
+        trials=1,
+        dense_epochs=1,
+        dense_warmup_epochs=0,
+        finetune_epochs=2,
+        max_train_samples=400,
+        max_test_samples=200,
+    )
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(cfg))
+    results_dir = tmp_path / "results"
+    run_grid(load_config(config_file), results_dir, executor="serial")
+
+    nb = _renderer().render("alexnet")
+    env = dict(os.environ, LATENTKIT_CONFIG=str(config_file), LATENTKIT_RESULTS=str(results_dir))
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(BOOK)}}
+    )
+    old = dict(os.environ)
+    os.environ.update(env)  # the kernel inherits the environment
+    try:
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    new = _glued(nb)
+    stored = _glued(nbformat.read(BOOK / "alexnet.ipynb", as_version=4))
+
+    tiny = run_grid(load_config(config_file), results_dir, executor="serial")
+    dense = dense_table(load_config(config_file), results_dir)
+    assert new["trials"] == "1" and new["n_test_standin10"] == "200"
+    assert new["n_train_standin10"] == str(int(tiny["n_train"].iloc[0]))
+    assert new["dense_standin10"] == claims.dense_accuracy(dense)["text"].iloc[0]
+    assert new["last_epoch"] == "2"
+    summary = claims.accuracy_change_summary(tiny).set_index("epoch")
+    assert new["change_standin10_last"] == claims.change_sentence(summary.reset_index().iloc[1])
+    # the stored chapter (the book's 3-trial quick grid) glued other values under the same names
+    for key in ("trials", "n_test_standin10", "dense_standin10", "change_standin10_last"):
+        assert key in stored and stored[key] != new[key], key
