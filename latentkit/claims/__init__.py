@@ -78,7 +78,7 @@ from .prose import (
     verdict_overview,
     verdict_sentence,
 )
-from .quoted import corr_glue_name, level_token, quoted_correlations
+from .quoted import CLAIM_DIRECTIONS, CLAIM_SOURCES, corr_glue_name, level_token, quoted_correlations
 from .tables import correlation_levels, ordering_disagreements, resolve_levels, settled, settled_cells
 from .verdicts import paper_claims
 
@@ -96,6 +96,8 @@ __all__ = [
     "sign_disagreements",
     "verdict_overview",
     "verdict_sentence",
+    "CLAIM_DIRECTIONS",
+    "CLAIM_SOURCES",
     "corr_glue_name",
     "level_token",
     "quoted_correlations",

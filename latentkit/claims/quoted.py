@@ -16,7 +16,7 @@ import pandas as pd
 
 from .tables import correlation_levels
 
-__all__ = ["corr_glue_name", "level_token", "quoted_correlations"]
+__all__ = ["CLAIM_DIRECTIONS", "CLAIM_SOURCES", "corr_glue_name", "level_token", "quoted_correlations"]
 
 
 def level_token(level: str) -> str:
@@ -52,3 +52,28 @@ def quoted_correlations(
         corr_glue_name(r.network, r.dataset, r.measure, r.level): float(r.spearman)
         for r in corr.itertuples(index=False)
     }
+
+
+#: Whose claim each row of :func:`~latentkit.claims.paper_claims` tests (the book's paper chapter):
+#: claim 3 is the reviewers' objection, not the paper's claim.
+CLAIM_SOURCES: dict[str, str] = {
+    "2": "paper",
+    "3": "reviewers",
+    "4": "paper",
+    "5": "paper",
+    "6a": "paper",
+    "6b": "paper",
+    "6c": "paper (stricter reading)",
+    "7": "paper (limitation)",
+}
+#: What would confirm each claim (its direction).
+CLAIM_DIRECTIONS: dict[str, str] = {
+    "2": "AP up => PD up",
+    "3": "holds supports reviewers",
+    "4": "sparsity up => AP, PD up",
+    "5": "lowest < random < highest",
+    "6a": "AP, PD settle together",
+    "6b": "low sparsity: PD -> 0",
+    "6c": "AP(t), PD(t) co-move",
+    "7": "AP order = PD order",
+}
