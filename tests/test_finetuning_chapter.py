@@ -124,3 +124,14 @@ def test_quoted_correlations_one_value_across_chapters():
             if name in seen:  # the same name in two chapters has the same value
                 assert seen[name][1] == value, (name, seen[name][0], nb)
             seen[name] = (nb, value)
+
+
+def test_claim_sources_cover_every_verdict_row():
+    from latentkit.options import VERDICTS  # noqa: F401  (claims vocabulary is importable)
+
+    assert claims.CLAIM_SOURCES["3"] == "reviewers"
+    assert set(claims.CLAIM_SOURCES) == set(claims.CLAIM_DIRECTIONS)
+    if RESULTS.exists():
+        df = pd.read_csv(RESULTS)
+        v = claims.paper_claims(df[df.network == "alexnet"], n_boot=20)
+        assert set(v["claim"]) <= set(claims.CLAIM_SOURCES)
