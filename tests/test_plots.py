@@ -206,7 +206,7 @@ def test_correlation_forest_from_correlations():
     assert ax.get_xlim() == (-1.05, 1.05)
     assert [t.get_text() for t in ax.get_yticklabels()][0].startswith("AP2")
     assert "Spearman" in ax.get_xlabel() and "95 % bootstrap CI" in ax.get_xlabel()
-    assert ax.get_title() == "AlexNet / standin10"
+    assert ax.get_title() == "AlexNet-quick / standin10"  # the quick-scale network, named as such
     texts = legend_texts(fig)
     assert texts == ["across the method x sparsity grid", "across cells and epochs"]
     assert "quick scale" in fig._suptitle.get_text()

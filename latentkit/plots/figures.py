@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ from .style import (
     measure_label,
     method_label,
     network_label,
+    short_measure_label,
 )
 
 __all__ = ["ap_pd_curves", "ap_pd_scatter", "correlation_forest", "dense_curves", "standin_examples"]
@@ -169,7 +171,8 @@ def ap_pd_curves(
                 ax.set_xlabel("fine-tuning epoch $t$")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         symlog = _log_axis(axes[i, 0], mean[meas].to_numpy())
-        axes[i, 0].set_ylabel(measure_label(meas) + ("\n(symlog)" if symlog else ""), fontsize="small")
+        label = _wrap_label(measure_label(meas)) + ("\n(symlog)" if symlog else "")
+        axes[i, 0].set_ylabel(label, fontsize="small")
     handles = [
         Line2D([], [], color=colors[s], marker="o", ms=4, lw=1.4, label=f"sparsity {_pct(s)}")
         for s in sparsities
@@ -341,7 +344,9 @@ def correlation_forest(
     axes = axes.reshape(1, -1)
     for ax in axes[0, len(groups) :]:
         ax.set_visible(False)
-    ylabels = [measure_label(m) if len(targets) == 1 else f"{measure_label(m)} vs {t}" for m, t in rows]
+    name = measure_label if ncols is None else short_measure_label  # stacked: short tick labels
+    ylabels = [name(m) if len(targets) == 1 else f"{name(m)} vs {t}" for m, t in rows]
+    preset = _preset_of(corr, scale)
     for j, (gval, g) in enumerate(groups):
         ax = axes[0, j]
         gval = gval if isinstance(gval, tuple) else (gval,)
@@ -352,18 +357,28 @@ def correlation_forest(
         ax.set_yticklabels(ylabels, fontsize="small")
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.grid(True, axis="x", alpha=0.3)
-        ax.set_xlabel(f"Spearman $\\rho$ with {'/'.join(targets)} ({ci_label})", fontsize="small")
+        with_ = "/".join(measure_label(t) for t in targets)
+        ax.set_xlabel(f"Spearman $\\rho$ with {with_} ({ci_label})", fontsize="small")
         label = dict(zip(group_cols, gval))
         if label:
             ax.set_title(
-                " / ".join(str(label[c]) if c != "network" else network_label(label[c]) for c in group_cols),
+                " / ".join(
+                    str(label[c]) if c != "network" else network_label(label[c], preset) for c in group_cols
+                ),
                 fontsize="medium",
             )
     handles = [
         Line2D([], [], color=pal[lv], marker="o", markeredgecolor="k", lw=2, label=_level_label(lv))
         for lv in levels
     ]
-    fig.legend(handles=handles, title="correlation level", loc="outside right center", fontsize="small")
+    where = "outside right center" if ncols is None else "outside lower center"
+    fig.legend(
+        handles=handles,
+        title="correlation level",
+        loc=where,
+        fontsize="small",
+        ncols=1 if ncols is None else len(handles),
+    )
     fig.suptitle(title or _forest_title(corr, scale), fontsize="medium")
     return fig
 
@@ -472,6 +487,15 @@ def _scatter_legend(
     )
 
 
+def _wrap_label(label: str, width: int = 22) -> str:
+    """An axis label on two lines for a short panel: at the double space before a formula, else words."""
+    if len(label) <= width:
+        return label
+    if "  " in label:
+        return "\n".join(part.strip() for part in label.split("  ", 1))
+    return "\n".join(textwrap.wrap(label, width)) if "$" not in label else label
+
+
 def _check_names(value: Any, name: str) -> None:
     """A TypeError for a bare string where a list of names is expected (``"ap2"`` is not ``["ap2"]``)."""
     if isinstance(value, str):
@@ -489,8 +513,8 @@ def _forest_title(corr: pd.DataFrame, scale: str | None) -> str:
     """Default suptitle of :func:`correlation_forest`: networks, scale and what the datasets are."""
     nets = list(pd.unique(corr["network"])) if "network" in corr.columns else []
     dss = list(pd.unique(corr["dataset"])) if "dataset" in corr.columns else []
-    head = ", ".join(network_label(n) for n in nets) or "AP vs PD"
-    data = "; ".join(dataset_label(x) for x in dss)
+    head = ", ".join(network_label(n, _preset_of(corr, scale)) for n in nets) or "AP vs PD"
+    data = "\n".join(dataset_label(x) for x in dss)
     return f"{head}: rank correlation of AP with PD ({_scale_text(corr, scale)})" + (
         f"\n{data}" if data else ""
     )

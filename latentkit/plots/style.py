@@ -23,6 +23,7 @@ __all__ = [
     "measure_label",
     "method_label",
     "network_label",
+    "short_measure_label",
     "sparsity_colors",
 ]
 
@@ -67,11 +68,11 @@ _PD_LABELS = {
     "pd_train": "PD train (pp)",
     "delta_test": "accuracy change test (pp)",
     "delta_train": "accuracy change train (pp)",
-    "obd": "OBD saliency  $\\frac12 \\sum_j F_{jj} \\Delta w_j^2$",
+    "obd": "OBD saliency  $\\frac{1}{2} \\sum_j F_{jj} \\Delta w_j^2$",
 }
 #: Labels of the function-space AP3 columns (checked before the weight-space ``ap3_<name>`` rule).
 _FN_LABELS = {
-    "ap3_fn": "AP3_fn  $E_x\\,KL(p(y|x,w)\\,\\|\\,p(y|x,\\tilde w_t))$ (nats)",
+    "ap3_fn": "AP3_fn (nats)  $E_x\\,KL(p(y|x,w)\\,\\|\\,p(y|x,\\tilde w_t))$",
     "ap3_fn_quadratic": "AP3_fn quadratic, exact Fisher (nats)",
 }
 
@@ -112,6 +113,25 @@ def measure_label(column: str) -> str:
         name = column[len("ap3_") :]
         return f"AP3, {_AP3_NAMES.get(name, name)} (nats)"
     return _PD_LABELS.get(column, column)
+
+
+_SHORT_LABELS = {
+    "ap2": "AP2",
+    "ap3_fn": "AP3_fn",
+    "ap3_fn_quadratic": "AP3_fn quadratic",
+    "obd": "OBD saliency",
+    "pd_test": "PD test",
+    "delta_test": "accuracy change test",
+}
+
+
+def short_measure_label(column: str) -> str:
+    """A short tick label of a measure column (``ap3_t_chunks`` -> ``AP3 Student-t, 100 chunk means``)."""
+    if column in _SHORT_LABELS:
+        return _SHORT_LABELS[column]
+    if column.startswith("ap3_"):
+        return f"AP3 {_AP3_NAMES.get(column[4:], column[4:])}"
+    return column
 
 
 def default_measures(df: pd.DataFrame) -> list[str]:
