@@ -92,16 +92,7 @@ def _standin10_digits(split: str, seed: int) -> TensorImageDataset:
     digits = load_digits()
     x = torch.as_tensor(digits.images, dtype=torch.float32) / 16.0  # (1797, 8, 8) in [0, 1]
     y = torch.as_tensor(digits.target, dtype=torch.int64)
-    # Stratified seeded 80/20 split: a fixed permutation per class.
-    g = torch.Generator().manual_seed(seed)
-    train_idx, test_idx = [], []
-    for c in range(10):
-        idx = torch.nonzero(y == c).flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        n_test = int(round(0.2 * len(idx)))
-        test_idx.append(idx[:n_test])
-        train_idx.append(idx[n_test:])
-    idx = torch.sort(torch.cat(train_idx if split == "train" else test_idx)).values
+    idx = _stratified(y, None, 0.2, seed, split)  # stratified seeded 80/20 split
     x = F.interpolate(x[idx].unsqueeze(1), size=(32, 32), mode="bilinear", align_corners=False)
     # Standardise with fixed constants (mean 0.305, std 0.324 of all 1797 upsampled images, rounded)
     # so the two splits share one transform.
