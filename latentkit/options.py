@@ -62,15 +62,7 @@ PRUNING_METHODS = (
 #: The three methods the paper runs, in the order its figures show them (lowest < random < highest).
 PAPER_METHODS = ("lowest", "random", "highest")
 #: Methods a grid may run on the last layer (spectral needs the layer's inputs, which the grid does not give).
-GRID_METHODS = (
-    "lowest",
-    "highest",
-    "highest_reference",
-    "random",
-    "structured",
-    "lq_adaptive",
-    "random_reference",
-)
+GRID_METHODS = tuple(m for m in PRUNING_METHODS if m != "spectral")
 #: Display order of methods in figures and tables: the paper's three, then the others.
 METHOD_ORDER = PAPER_METHODS + tuple(m for m in GRID_METHODS if m not in PAPER_METHODS)
 #: Scope of a magnitude threshold: per layer or one threshold over all pruned layers.
