@@ -99,7 +99,19 @@ class _VectorLaw(Distribution):
         return value.to(self.loc.dtype)
 
 
-class IsotropicNormal(_VectorLaw):
+class _IndependentNormal(_VectorLaw):
+    """A Gaussian with independent coordinates, ``loc + scale * eps`` (``scale`` scalar or (d,))."""
+
+    def rsample(
+        self, sample_shape: Sequence[int] = torch.Size(), generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Reparametrised samples ``loc + scale * eps``, ``eps ~ N(0, I)`` from ``generator``."""
+        shape = torch.Size(sample_shape) + self.event_shape
+        eps = torch.randn(shape, generator=generator, dtype=self.loc.dtype, device=self.loc.device)
+        return self.loc + self.scale * eps
+
+
+class IsotropicNormal(_IndependentNormal):
     r"""Gaussian ``N(loc, scale^2 I_d)``.
 
     Parameters
@@ -147,13 +159,6 @@ class IsotropicNormal(_VectorLaw):
         """``s^2 I`` as a :class:`~latentkit.linalg.IsotropicCovariance` (law's dtype, no d x d matrix)."""
         return IsotropicCovariance(self.scale, self.dim)
 
-    def rsample(
-        self, sample_shape: Sequence[int] = torch.Size(), generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        shape = torch.Size(sample_shape) + self.event_shape
-        eps = torch.randn(shape, generator=generator, dtype=self.loc.dtype, device=self.loc.device)
-        return self.loc + self.scale * eps
-
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         x = self._check_value(value)
         q = ((x - self.loc) ** 2).sum(-1) / self.scale**2
@@ -166,7 +171,7 @@ class IsotropicNormal(_VectorLaw):
         return f"IsotropicNormal(d={self.dim}, scale={float(self.scale):.4g}, dtype={self.loc.dtype})"
 
 
-class DiagonalNormal(_VectorLaw):
+class DiagonalNormal(_IndependentNormal):
     r"""Gaussian ``N(loc, diag(scale^2))``.
 
     Parameters
@@ -228,13 +233,6 @@ class DiagonalNormal(_VectorLaw):
     def covariance_operator(self) -> DiagonalCovariance:
         """``diag(s^2)`` as a :class:`~latentkit.linalg.DiagonalCovariance` (law's dtype)."""
         return DiagonalCovariance(self.scale)
-
-    def rsample(
-        self, sample_shape: Sequence[int] = torch.Size(), generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        shape = torch.Size(sample_shape) + self.event_shape
-        eps = torch.randn(shape, generator=generator, dtype=self.loc.dtype, device=self.loc.device)
-        return self.loc + self.scale * eps
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         x = self._check_value(value)
