@@ -194,9 +194,11 @@ def change_sentence(row: Any) -> str:
 def sign_disagreements(df: pd.DataFrame, epochs: Sequence[int] | None = None) -> pd.DataFrame:
     """Pairs of cells that PD and the signed loss (``-delta_test``) order differently.
 
-    Per (network, dataset, epoch), over all pairs of cells (trial means): ``pairs``, ``discordant``
-    (PD says one cell is worse, the signed change says it is better: always a pair in which some cell
-    gained accuracy) and ``with_gain`` (pairs containing a cell above the dense network). Ties in
+    Per (network, dataset, epoch), over all pairs of cells (trial means of ``pd_test`` and of
+    ``delta_test``): ``pairs``, ``discordant`` (PD says one cell is worse, the signed change says it
+    is better) and ``with_gain`` (pairs containing a cell whose mean change is > 0). With one trial a
+    discordant pair always contains a gain; with several, a cell that gains in some trials and loses
+    in others also makes pairs discordant (the mean of ``|delta|`` is not ``|mean delta|``). Ties in
     either quantity are not discordant.
     """
     check_columns(df, ["network", "dataset", "method", "sparsity", "epoch", "delta_test"], "df")
