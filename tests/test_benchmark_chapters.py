@@ -134,6 +134,8 @@ def test_accuracy_change_summary_counts_gains_losses_and_ties():
     assert "+0.40 pp" in text and "-5.00 pp" in text
     first = claims.change_sentence(s.reset_index().iloc[0])
     assert "above" not in first and "2 of 6 cells have exactly" in first
+    one = claims.change_sentence(s.reset_index().iloc[0].to_dict() | {"unchanged": 1, "losses": 5})
+    assert "1 of 6 cells has exactly" in one and "5 of 6 cells end below" in one
 
 
 def test_sign_disagreements_only_where_a_cell_gained():

@@ -173,20 +173,28 @@ def change_sentence(row: Any) -> str:
     get = row.get if isinstance(row, dict | pd.Series) else lambda k: getattr(row, k)
     n, gains, losses, same = (int(get(k)) for k in ("cells", "gains", "losses", "unchanged"))
     e = int(get("epoch"))
-    when = "right after pruning ($t = 0$)" if e == 0 else f"after {e} fine-tuning epochs"
+    when = "right after pruning (*t* = 0)" if e == 0 else f"after {e} fine-tuning epochs"
     parts = []
+
+    def verb(k: int, plural: str, singular: str) -> str:
+        return singular if k == 1 else plural
+
     if losses:
         parts.append(
-            f"{count_phrase(losses, n, 'cells')} end below the dense network (the largest loss: "
+            f"{count_phrase(losses, n, 'cells')} {verb(losses, 'end', 'ends')} below the dense "
+            "network (the largest loss: "
             f"{get('worst'):+.2f} pp, {get('worst_cell')})"
         )
     if gains:
         parts.append(
-            f"{count_phrase(gains, n, 'cells')} end *above* it (the largest gain: "
+            f"{count_phrase(gains, n, 'cells')} {verb(gains, 'end', 'ends')} *above* it "
+            "(the largest gain: "
             f"{get('best'):+.2f} pp, {get('best_cell')})"
         )
     if same:
-        parts.append(f"{count_phrase(same, n, 'cells')} have exactly its test accuracy")
+        parts.append(
+            f"{count_phrase(same, n, 'cells')} {verb(same, 'have', 'has')} exactly its test accuracy"
+        )
     text = "; ".join(parts)
     return f"{when[0].upper()}{when[1:]}, {text}."
 
