@@ -5,29 +5,13 @@ The CLI runs in-process (``latentkit.cli.main([...])``); stderr is captured.
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import yaml
+from conftest import tiny_grid, write_config
 
 from latentkit.cli import main
 from latentkit.grid import ExperimentConfig, config_path, load_config
 
-TINY = dict(
-    name="tiny_cli",
-    networks=["alexnet"],
-    datasets=["standin10"],
-    methods=["lowest"],
-    sparsities=[0.5],
-    trials=1,
-    dense_epochs=1,
-    finetune_epochs=1,
-    max_train_samples=64,
-    max_test_samples=32,
-    device="cpu",
-    dense_lr=0.005,
-    finetune_lr=0.05,
-)
+TINY = tiny_grid("tiny_cli")
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -47,9 +31,7 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
 
 @pytest.fixture
 def tiny_yaml(tmp_path):
-    p = tmp_path / "tiny.yaml"
-    p.write_text(yaml.safe_dump(ExperimentConfig.from_dict(TINY).to_dict(), sort_keys=False))
-    return p
+    return write_config(tmp_path / "tiny.yaml", ExperimentConfig.from_dict(TINY))
 
 
 def test_malformed_yaml_names_the_file(capsys, tmp_path):
@@ -86,22 +68,19 @@ def test_threads_must_be_a_positive_integer(capsys, tiny_yaml, value):
 
 
 def test_unknown_config_key(capsys, tmp_path):
-    p = tmp_path / "c.json"
-    p.write_text(json.dumps({**TINY, "epochs": 3}))
+    p = write_config(tmp_path / "c.json", {**TINY, "epochs": 3})
     code, _, err = run_cli(capsys, "run", str(p))
     assert_one_line_error(code, err, "unknown config key(s) ['epochs']")
 
 
 def test_renamed_scale_key(capsys, tmp_path):
-    p = tmp_path / "old.yaml"
-    p.write_text(yaml.safe_dump({**TINY, "scale": "quick"}))
+    p = write_config(tmp_path / "old.yaml", {**TINY, "scale": "quick"})
     code, _, err = run_cli(capsys, "plan", str(p))
     assert_one_line_error(code, err, "'scale' was renamed to 'preset'")
 
 
 def test_bad_value_and_unknown_command(capsys, tmp_path):
-    p = tmp_path / "bad.yaml"
-    p.write_text(yaml.safe_dump({**TINY, "trials": 0}))
+    p = write_config(tmp_path / "bad.yaml", {**TINY, "trials": 0})
     code, _, err = run_cli(capsys, "run", str(p))
     assert_one_line_error(code, err, "trials must be >= 1")
     code, _, err = run_cli(capsys, "fly")

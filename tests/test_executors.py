@@ -12,6 +12,7 @@ import shutil
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_grid, without_timings, write_config
 
 from latentkit import cli
 from latentkit.grid import ExperimentConfig, load_config, make_plan, run_grid
@@ -23,32 +24,21 @@ from latentkit.grid.executors import (
     task_resources,
 )
 from latentkit.grid.keys import cell_key, dense_key
-from latentkit.grid.run import TIMING_COLUMNS, run_group
+from latentkit.grid.run import run_group
 
-SMALL = dict(
-    name="exec",
-    networks=["alexnet"],
-    datasets=["standin10"],
+SMALL = tiny_grid(
+    "exec",
     methods=["lowest", "random"],
-    sparsities=[0.5],
     trials=2,
-    dense_epochs=1,
     finetune_epochs=2,
     max_train_samples=96,
     max_test_samples=48,
-    device="cpu",
-    dense_lr=0.005,
-    finetune_lr=0.05,
     threads_per_group=1,
 )
 
 
 def small(**kw) -> ExperimentConfig:
     return ExperimentConfig.from_dict({**SMALL, **kw})
-
-
-def strip(df: pd.DataFrame) -> pd.DataFrame:
-    return df.drop(columns=list(TIMING_COLUMNS))
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +62,7 @@ def test_serial_executor_is_the_default_and_keeps_the_thread_count(serial_run, t
     out, df = serial_run
     before = torch.get_num_threads()
     again = run_grid(small(), tmp_path / "explicit", executor="serial")
-    pd.testing.assert_frame_equal(strip(df), strip(again), check_exact=True)
+    pd.testing.assert_frame_equal(without_timings(df), without_timings(again), check_exact=True)
     assert torch.get_num_threads() == before  # threads_per_group is restored after each group
     assert list(df["trial"].unique()) == [0, 1]
 
@@ -92,7 +82,7 @@ def test_run_group_reads_finished_cells_and_computes_only_missing_groups(serial_
     summary = run_group(*args, 1)
     assert summary == {"network": "alexnet", "dataset": "standin10", "trial": 1, "cells": 2, "computed": 1}
     resumed = run_grid(cfg, out)
-    pd.testing.assert_frame_equal(strip(df), strip(resumed), check_exact=True)
+    pd.testing.assert_frame_equal(without_timings(df), without_timings(resumed), check_exact=True)
     # the cells that were cached are read, not recomputed: even their timing is the first run's
     kept = ~((resumed["trial"] == 1) & (resumed["method"] == "random"))
     pd.testing.assert_frame_equal(df[kept], resumed[kept], check_exact=True)
@@ -171,7 +161,7 @@ def test_cli_executor_errors(capsys):
 def test_ray_local_matches_serial_bit_for_bit(serial_run, ray_local, tmp_path):
     _, df = serial_run
     got = run_grid(small(), tmp_path / "ray", executor="ray", progress=True)
-    pd.testing.assert_frame_equal(strip(df), strip(got), check_exact=True)
+    pd.testing.assert_frame_equal(without_timings(df), without_timings(got), check_exact=True)
     assert ray_local.is_initialized()  # an already running Ray is used and left running
 
 
@@ -183,19 +173,17 @@ def test_ray_resumes_a_partially_filled_cache(serial_run, ray_local, tmp_path):
     cells = sorted((out / "cache" / "cells").glob("*.json"))
     cells[0].unlink()
     got = run_grid(small(), out, executor="ray")
-    pd.testing.assert_frame_equal(strip(df), strip(got), check_exact=True)
+    pd.testing.assert_frame_equal(without_timings(df), without_timings(got), check_exact=True)
     assert len(list((out / "cache" / "cells").glob("*.json"))) == len(cells)
 
 
 @pytest.mark.slow
 def test_cli_run_with_ray_resumes_from_the_cache(serial_run, ray_local, tmp_path, capsys):
-    import json
 
     src, df = serial_run
     out = tmp_path / "cli_ray"
     shutil.copytree(src, out)
-    cfg = tmp_path / "small.json"
-    cfg.write_text(json.dumps(small().to_dict()))
+    cfg = write_config(tmp_path / "small.json", small())
     assert cli.main(["run", str(cfg), "--out", str(out), "--executor", "ray", "--quiet"]) == 0
     assert f"{len(df)} rows (4 cells)" in capsys.readouterr().out
     got = pd.read_csv(out / "results.csv")

@@ -7,23 +7,20 @@ engine, scipy.stats for the correlations, torch's CosineAnnealingLR for the sche
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO, run_latentkit, subprocess_env, tiny_grid, without_timings, write_config
 
 from latentkit import grid as E
 from latentkit.grid import (
-    TIMING_COLUMNS,
     ExperimentConfig,
     config_path,
     cosine_lr,
@@ -39,12 +36,9 @@ from latentkit.grid.engines import prune_copy
 from latentkit.grid.training import dense_model
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
 
-TINY = dict(
-    name="tiny",
-    networks=["alexnet"],
-    datasets=["standin10"],
+TINY = tiny_grid(
+    "tiny",
     methods=["lowest", "highest", "random"],
     sparsities=[0.3, 0.8],
     trials=2,
@@ -52,18 +46,11 @@ TINY = dict(
     finetune_epochs=3,
     max_train_samples=240,
     max_test_samples=120,
-    device="cpu",
-    dense_lr=0.005,
-    finetune_lr=0.05,
 )
 
 
 def tiny(**kw) -> ExperimentConfig:
     return ExperimentConfig.from_dict({**TINY, **kw})
-
-
-def strip(df: pd.DataFrame) -> pd.DataFrame:
-    return df.drop(columns=list(TIMING_COLUMNS))
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +128,7 @@ def test_epoch0_matches_independent_pruned_forward(reference_run):
 def test_same_config_twice_bit_identical(reference_run, tmp_path):
     _, df = reference_run
     again = run_grid(tiny(), tmp_path / "again")
-    pd.testing.assert_frame_equal(strip(df), strip(again), check_exact=True)
+    pd.testing.assert_frame_equal(without_timings(df), without_timings(again), check_exact=True)
 
 
 def test_cached_cells_are_not_recomputed(reference_run, monkeypatch):
@@ -170,7 +157,7 @@ def test_corrupted_cache_detected_and_recomputed(reference_run, tmp_path):
     dense[0].write_bytes(dense[0].read_bytes()[:-100])
     with pytest.warns(RuntimeWarning, match="corrupted cache file"):
         again = run_grid(tiny(), out)
-    pd.testing.assert_frame_equal(strip(df), strip(again), check_exact=True)
+    pd.testing.assert_frame_equal(without_timings(df), without_timings(again), check_exact=True)
     assert all(E.CacheStore(out / "cache").get("cells", p.stem, ".json") is not None for p in cells[:2])
 
 
@@ -190,15 +177,13 @@ def test_cache_store_roundtrip_and_atomicity(tmp_path):
 
 def test_sigkill_mid_grid_then_resume_is_identical(reference_run, tmp_path):
     _, df = reference_run
-    cfg_path = tmp_path / "tiny.json"
-    cfg_path.write_text(json.dumps(tiny().to_dict()))
+    cfg_path = write_config(tmp_path / "tiny.json", tiny())
     out = tmp_path / "killed"
     code = (
         "import torch; torch.set_num_threads(1); from latentkit.grid import run_grid; "
         f"run_grid({str(cfg_path)!r}, {str(out)!r})"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=subprocess_env(), cwd=str(REPO))
     cells_dir = out / "cache" / "cells"
     deadline = time.time() + 120
     try:
@@ -217,7 +202,7 @@ def test_sigkill_mid_grid_then_resume_is_identical(reference_run, tmp_path):
     total = len(TINY["methods"]) * len(TINY["sparsities"]) * TINY["trials"]
     assert 0 < n_done < total, n_done
     resumed = run_grid(tiny(), out)
-    pd.testing.assert_frame_equal(strip(df), strip(resumed), check_exact=True)
+    pd.testing.assert_frame_equal(without_timings(df), without_timings(resumed), check_exact=True)
     # A kill during a write can leave a temporary file, never a partial cell file: every .json
     # verifies, and the temporary files are ignored.
     store = E.CacheStore(out / "cache")
@@ -386,8 +371,7 @@ def test_config_files_and_unknown_keys(tmp_path):
     assert paper.finetune_epochs == 20 and paper.per_network("dense_lr", "resnet50") == 0.1
     assert paper.engine == "exact" and paper.finetune_bn == "train" and paper.weights == "imagenet"
     assert {s["name"] for s in quick.ap3} == {"gauss_iso", "t_chunks", "laplace_kron"}
-    p = tmp_path / "c.json"
-    p.write_text(json.dumps({**TINY, "finetune_epochs": 7}))
+    p = write_config(tmp_path / "c.json", {**TINY, "finetune_epochs": 7})
     assert load_config(p).finetune_epochs == 7
     assert load_config(p, trials=5).trials == 5
     with pytest.raises(ValueError, match=r"unknown config key\(s\) \['epochs'\]"):
@@ -408,29 +392,11 @@ def test_cli_run_and_report(reference_run, tmp_path):
 
     out = tmp_path / "cli"
     shutil.copytree(src, out)  # cached: the CLI run only reads
-    cfg_path = tmp_path / "tiny.yaml"
-    import yaml
-
-    cfg_path.write_text(yaml.safe_dump(tiny().to_dict()))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    r = subprocess.run(
-        [sys.executable, "-m", "latentkit", "run", str(cfg_path), "--out", str(out), "--quiet"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(REPO),
-        timeout=300,
-    )
+    cfg_path = write_config(tmp_path / "tiny.yaml", tiny())
+    r = run_latentkit("run", cfg_path, "--out", out, "--quiet")
     assert r.returncode == 0, r.stderr
     assert "Correlation with PD_test" in r.stdout and "spearman" in r.stdout
-    r = subprocess.run(
-        [sys.executable, "-m", "latentkit", "report", str(out), "--n-boot", "50"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(REPO),
-        timeout=300,
-    )
+    r = run_latentkit("report", out, "--n-boot", "50")
     assert r.returncode == 0, r.stderr
     rep = out / "report"
     for f in (
@@ -442,14 +408,7 @@ def test_cli_run_and_report(reference_run, tmp_path):
         "dense_curves_alexnet.png",
     ):
         assert (rep / f).is_file(), f
-    bad = subprocess.run(
-        [sys.executable, "-m", "latentkit", "report", str(tmp_path / "none")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(REPO),
-        timeout=300,
-    )
+    bad = run_latentkit("report", tmp_path / "none")
     assert bad.returncode == 2 and "results.csv not found" in bad.stderr
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_grid
 
 from latentkit import zoo
 from latentkit.grid import (
@@ -33,21 +34,7 @@ from latentkit.grid.keys import cell_key
 
 torch.set_num_threads(1)
 
-TINY = dict(
-    name="tiny_cfg",
-    networks=["alexnet"],
-    datasets=["standin10"],
-    methods=["lowest", "random"],
-    sparsities=[0.5],
-    trials=1,
-    dense_epochs=1,
-    finetune_epochs=1,
-    max_train_samples=64,
-    max_test_samples=32,
-    device="cpu",
-    dense_lr=0.005,
-    finetune_lr=0.05,
-)
+TINY = tiny_grid("tiny_cfg", methods=["lowest", "random"])
 
 
 # ----------------------------------------------------------------------------- declarative validation

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_grid, without_timings
 
 from latentkit import claims
 from latentkit.claims._common import _round_pd, counted
@@ -13,33 +14,22 @@ from latentkit.grid.engines import accuracy_change
 from latentkit.grid.executors import ProcessExecutor, SerialExecutor, default_executor, make_executor
 from latentkit.grid.keys import dense_key
 from latentkit.grid.measures import FunctionMeasure
-from latentkit.grid.run import TIMING_COLUMNS
 from latentkit.grid.training import cosine_lr, warmup_cosine_lr
 from latentkit.options import DATASETS
 from latentkit.patterns import ap3_fn, ap3_fn_quadratic, obd_saliency
 from latentkit.zoo import dataset_num_classes, load_dataset
 
-TINY = dict(
-    name="tiny",
-    networks=["alexnet"],
-    datasets=["standin10"],
+TINY = tiny_grid(
+    "tiny",
     methods=["lowest", "random"],
-    sparsities=[0.5],
     trials=2,
     dense_epochs=2,
     dense_warmup_epochs=1,
     finetune_epochs=2,
     max_train_samples=96,
     max_test_samples=64,
-    device="cpu",
-    dense_lr=0.005,
-    finetune_lr=0.05,
     threads_per_group=1,
 )
-
-
-def strip(df: pd.DataFrame) -> pd.DataFrame:
-    return df.drop(columns=list(TIMING_COLUMNS))
 
 
 # ----------------------------------------------------------------------------- counts and delta
@@ -166,13 +156,13 @@ def test_tables_do_not_depend_on_the_callers_thread_count(tiny_run, tmp_path):
         again = run_grid(ExperimentConfig.from_dict(TINY), tmp_path / "two", executor="serial")
     finally:
         torch.set_num_threads(before)
-    pd.testing.assert_frame_equal(strip(df), strip(again), check_exact=True)
+    pd.testing.assert_frame_equal(without_timings(df), without_timings(again), check_exact=True)
 
 
 def test_local_process_pool_gives_the_serial_table(tiny_run, tmp_path):
     _, df = tiny_run
     got = run_grid(ExperimentConfig.from_dict(TINY), tmp_path / "pool", executor=ProcessExecutor(workers=2))
-    pd.testing.assert_frame_equal(strip(df), strip(got), check_exact=True)
+    pd.testing.assert_frame_equal(without_timings(df), without_timings(got), check_exact=True)
 
 
 def test_default_executor_choice():

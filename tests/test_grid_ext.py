@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_grid
 
 from latentkit import grid as E
 from latentkit import zoo
@@ -25,20 +26,14 @@ from latentkit.pruning import degrees_of_freedom, lq_index, pq_index
 
 torch.set_num_threads(1)
 
-TINY = dict(
-    name="tiny_ext",
-    networks=["alexnet"],
-    datasets=["standin10"],
+TINY = tiny_grid(
+    "tiny_ext",
     methods=["lowest", "random"],
     sparsities=[0.3, 0.8],
     trials=2,
-    dense_epochs=1,
     finetune_epochs=2,
     max_train_samples=160,
     max_test_samples=80,
-    device="cpu",
-    dense_lr=0.005,
-    finetune_lr=0.05,
 )
 
 

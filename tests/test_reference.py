@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_grid
 from torch import nn
 
 from latentkit.grid import load_config, make_plan, run_grid
@@ -205,20 +206,9 @@ def test_reference_finetuning_trains_biases_and_shifts_only(monkeypatch):
 
 
 def test_reference_protocol_through_the_grid(tmp_path):
-    cfg = dict(
-        name="ref_tiny",
-        networks=["alexnet"],
-        datasets=["standin10"],
+    cfg = tiny_grid(
+        "ref_tiny",
         methods=["lowest", "random_reference"],
-        sparsities=[0.5],
-        trials=1,
-        dense_epochs=1,
-        finetune_epochs=1,
-        max_train_samples=64,
-        max_test_samples=32,
-        device="cpu",
-        dense_lr=0.005,
-        finetune_lr=0.05,
         engine="exact",
         finetune_bn="train",
         finetune_protocol="reference",
