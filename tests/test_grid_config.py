@@ -115,7 +115,7 @@ def test_validation_runs_once_per_run_grid(tmp_path, monkeypatch):
 def test_group_plan_is_frozen_and_resolved():
     cfg = load_config("quick")
     plan = make_plan(cfg, "vgg16", "standin100", 0)
-    assert isinstance(plan, GroupPlan) and plan.dense_epochs == 10 and plan.dense_lr == 0.05
+    assert isinstance(plan, GroupPlan) and plan.dense_epochs == 12 and plan.dense_lr == 0.02
     assert plan.device == torch.device("cpu") and plan.cells[0] == ("lowest", 0.1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.trial = 1
