@@ -66,6 +66,14 @@ def sample_standard_gamma(
 # --------------------------------------------------------------------------------------------
 # Gaussian families with structure
 # --------------------------------------------------------------------------------------------
+def _vector_loc(loc: Any) -> torch.Tensor:
+    """``loc`` as the mean vector (d,) of a law on vectors; ``ValueError`` for any other shape."""
+    loc = _loc_arg(loc, min_dim=1)
+    if loc.dim() != 1:
+        raise ValueError(f"loc must be a vector (d,); got shape {tuple(loc.shape)}")
+    return loc
+
+
 class _VectorLaw(Distribution):
     """Shared pieces: one event of size ``d``, no batch dimensions, sampling with a generator."""
 
@@ -102,6 +110,11 @@ class _VectorLaw(Distribution):
 class _IndependentNormal(_VectorLaw):
     """A Gaussian with independent coordinates, ``loc + scale * eps`` (``scale`` scalar or (d,))."""
 
+    @property
+    def mean(self) -> torch.Tensor:
+        """``loc``."""
+        return self.loc
+
     def rsample(
         self, sample_shape: Sequence[int] = torch.Size(), generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -134,16 +147,10 @@ class IsotropicNormal(_IndependentNormal):
     arg_constraints = {"loc": constraints.real_vector, "scale": constraints.positive}
 
     def __init__(self, loc: Any, scale: Any = 1.0, validate_args: bool | None = None) -> None:
-        loc = _loc_arg(loc, min_dim=1)
-        if loc.dim() != 1:
-            raise ValueError(f"loc must be a vector (d,); got shape {tuple(loc.shape)}")
+        loc = _vector_loc(loc)
         self.loc = loc
         self.scale = _scalar_or_tensor(scale, "scale", loc)
         super().__init__(torch.Size(), torch.Size([loc.shape[0]]), validate_args=bool(validate_args))
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.loc
 
     @property
     def variance(self) -> torch.Tensor:
@@ -195,9 +202,7 @@ class DiagonalNormal(_IndependentNormal):
     }
 
     def __init__(self, loc: Any, scale: Any = 1.0, validate_args: bool | None = None) -> None:
-        loc = _loc_arg(loc, min_dim=1)
-        if loc.dim() != 1:
-            raise ValueError(f"loc must be a vector (d,); got shape {tuple(loc.shape)}")
+        loc = _vector_loc(loc)
         if (
             isinstance(scale, torch.Tensor)
             and scale.numel() > 1
@@ -215,10 +220,6 @@ class DiagonalNormal(_IndependentNormal):
         self.loc = loc
         self.scale = s
         super().__init__(torch.Size(), torch.Size([loc.shape[0]]), validate_args=bool(validate_args))
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.loc
 
     @property
     def variance(self) -> torch.Tensor:
@@ -286,9 +287,7 @@ class MultivariateStudentT(_VectorLaw):
         scale: Any = None,
         validate_args: bool | None = None,
     ) -> None:
-        loc = _loc_arg(loc, min_dim=1)
-        if loc.dim() != 1:
-            raise ValueError(f"loc must be a vector (d,); got shape {tuple(loc.shape)}")
+        loc = _vector_loc(loc)
         if df is None:
             raise TypeError("MultivariateStudentT needs df (degrees of freedom)")
         self.df = check_positive(df, "df")
