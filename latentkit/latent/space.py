@@ -309,7 +309,9 @@ def latent_space(
     return builder(req, x)
 
 
-def latent_pair(weight: Any, pruned: Any, *, bias: Any = None, **kwargs: Any) -> tuple[Distribution, Distribution]:
+def latent_pair(
+    weight: Any, pruned: Any, *, bias: Any = None, **kwargs: Any
+) -> tuple[Distribution, Distribution]:
     r"""The latent laws of a dense and a pruned layer built with the same settings (the paper's setting).
 
     ``(latent_space(w, **kwargs), latent_space(w~, **kwargs))``; with ``bias`` (C,) given, it is folded

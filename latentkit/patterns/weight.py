@@ -464,7 +464,9 @@ def pattern_values(
     out: dict[str, float] = {}
     for name, spec in specs.items():
         if spec is not None and not isinstance(spec, Mapping):
-            raise TypeError(f"spec {name!r} must be a dict of keyword arguments or None; got {type(spec).__name__}")
+            raise TypeError(
+                f"spec {name!r} must be a dict of keyword arguments or None; got {type(spec).__name__}"
+            )
         kw = dict(spec or {})
         measure = kw.pop("measure", "ap3" if spec else "ap2")
         a, b_ = w, w_pruned
