@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .data import batches, to_input
 from .plan import GroupPlan
+from .training import sgd_steps
 
 __all__ = ["Counts", "reference_trainable", "running_epoch"]
 
@@ -84,16 +83,8 @@ def _running_counts(
     plan: GroupPlan,
 ) -> Counts:
     """:func:`running_epoch` as ``(loss, correct, n)``."""
-    for group in opt.param_groups:
-        group["lr"] = lr
-    order = torch.randperm(len(ds), generator=g)
     loss_sum, correct, n = 0.0, 0, 0
-    for x, y in batches(ds, batch_size, order, plan.device, plan.num_workers, aug_g):
-        out = model(to_input(x, plan.channels_last))
-        loss = F.cross_entropy(out, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    for loss, out, y in sgd_steps(model, opt, ds, batch_size, lr, g, aug_g, plan):
         loss_sum += float(loss.detach()) * len(y)
         correct += int((out.detach().argmax(1) == y).sum())
         n += len(y)

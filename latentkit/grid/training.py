@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ __all__ = [
     "evaluate_counts",
     "features",
     "sgd_epoch",
+    "sgd_steps",
     "train_dense",
     "warmup_cosine_lr",
 ]
@@ -93,18 +95,36 @@ def sgd_epoch(
     """One epoch of cross-entropy training at learning rate ``lr`` over ``ds`` in the order drawn from
     ``g`` (the model's train/eval mode is the caller's choice); returns the mean batch loss.
     Dense training and the exact fine-tuning engine share it."""
-    for group in opt.param_groups:
-        group["lr"] = lr
-    order = torch.randperm(len(ds), generator=g)
     tot, nb = 0.0, 0
-    for x, y in batches(ds, batch_size, order, plan.device, plan.num_workers, aug_g):
-        loss = F.cross_entropy(model(to_input(x, plan.channels_last)), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    for loss, _, _ in sgd_steps(model, opt, ds, batch_size, lr, g, aug_g, plan):
         tot += float(loss.detach())
         nb += 1
     return tot / max(nb, 1)
+
+
+def sgd_steps(
+    model: nn.Module,
+    opt: Any,
+    ds: Any,
+    batch_size: int,
+    lr: float,
+    g: torch.Generator,
+    aug_g: torch.Generator | None,
+    plan: GroupPlan,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The steps of one epoch: set ``lr``, draw the order from ``g``, and per batch one SGD step on
+    the cross-entropy; yields ``(loss, outputs, labels)`` of each batch, the outputs taken before
+    its update. :func:`sgd_epoch` and the reference loop's running epoch both walk these steps."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    order = torch.randperm(len(ds), generator=g)
+    for x, y in batches(ds, batch_size, order, plan.device, plan.num_workers, aug_g):
+        out = model(to_input(x, plan.channels_last))
+        loss = F.cross_entropy(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        yield loss, out, y
 
 
 def train_dense(
