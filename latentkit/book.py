@@ -6,7 +6,9 @@ reproduces its stored outputs. A chapter never hard-codes a config file: it call
 :func:`book_config`, so the same chapter renders the quick preset (the default, what the book ships
 with) or a paper-scale run::
 
-    LATENTKIT_SCALE=paper bash run.sh book                     # the shipped "paper" config, results/paper
+    # the shipped "paper" config, results under results/paper
+    LATENTKIT_SCALE=paper bash run.sh book
+    # the same chapters from another results directory
     LATENTKIT_RESULTS=/data/my_run LATENTKIT_SCALE=paper bash run.sh book
 
 The preset is a configuration value, never a fork in the code: both presets run the same functions.
@@ -235,9 +237,7 @@ def show_error(
             msg = msg.replace(old, new)
         text = f"{type(exc).__name__}: {msg}"
         if width is not None:
-            text = textwrap.fill(
-                text, width=width, break_long_words=False, break_on_hyphens=False
-            )
+            text = textwrap.fill(text, width=width, break_long_words=False, break_on_hyphens=False)
         print(text)
     else:
         print("no error")

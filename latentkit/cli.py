@@ -112,6 +112,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Width of the tables ``plan`` prints (wider frames wrap into column blocks, as in a terminal or a page).
+_WIDTH = 78
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from .grid import config_costs, disk_table, grid_size, load_config, plan_grid
 
@@ -122,8 +126,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         config, tflops=args.tflops, loader_images_per_worker=args.loader_images_per_worker, costs=costs
     )
     disk = disk_table(config, costs)
+    groups = size["dense trainings (groups)"]
     print(
-        f"grid {config.name!r} (preset {config.preset}): {size['dense trainings (groups)']} dense trainings, "
+        f"grid {config.name!r} (preset {config.preset}): {groups} dense training{'s' * (groups != 1)}, "
         f"{size['cells']} cells, {size['result rows (cells x epochs 0..T)']} result rows"
     )
     loader = args.loader_images_per_worker * max(config.num_workers, 1)
@@ -131,14 +136,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         f"\nEstimated GPU-hours at {args.tflops:g} TFLOP/s and {loader:,.0f} images/s "
         f"(engine of the config: {config.engine}):"
     )
-    print(est.to_string(float_format=lambda v: f"{v:.4g}"))
+    print(est.to_string(float_format=lambda v: f"{v:.4g}", line_width=_WIDTH))
     hours = est.loc["all", f"total, {config.engine} engine"]
     print(
         f"\nwhole grid with the {config.engine} engine: {hours:.3g} GPU-hours "
         f"({hours / 24:.2g} days on one GPU)"
     )
     print(f"\nDisk: dense-network cache {disk['cache (GB)'].sum():.3g} GB")
-    print(disk.to_string(float_format=lambda v: f"{v:.4g}"))
+    print(disk.to_string(float_format=lambda v: f"{v:.4g}", line_width=_WIDTH))
     return 0
 
 

@@ -7,9 +7,10 @@ we simulate the following and report what we measure.
 
 Network (``depth`` hidden layers, ReLU, width n, input dimension d0, output dimension d_out)::
 
-    h_1 = relu(W_1 x + b_1),  W_1 ~ N(0, 1/d0) entrywise, b_1 ~ N(0, 1)   (input layer, never pruned)
-    h_l = relu(W_l h_{l-1}),  l = 2..depth,     W_l = (mu + sigma Z) / n
-    f(x) = W_out h_depth,                        W_out = (mu + sigma Z) / n,   Z ~ N(0, 1) i.i.d.
+    h_1  = relu(W_1 x + b_1),   W_1 ~ N(0, 1/d0) entrywise, b_1 ~ N(0, 1)
+                                (the input layer, never pruned)
+    h_l  = relu(W_l h_{l-1}),   l = 2..depth,  W_l = (mu + sigma Z) / n
+    f(x) = W_out h_depth,       W_out = (mu + sigma Z) / n,  Z ~ N(0, 1) i.i.d.
 
 i.e. the layers whose fan-in is the width n use the mean-field scale 1/n (with mean ``mu``), so
 f has a finite, non-trivial infinite-width limit. The layers of fan-in n are pruned:
