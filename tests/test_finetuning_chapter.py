@@ -38,7 +38,8 @@ def _grid(seed=0, trials=2, epochs=4):
                 base = rng.random()
                 for e in range(epochs):
                     y = base + 0.3 * s - 0.05 * e + 0.01 * rng.random()
-                    rows.append(dict(network="n", dataset="d", method=m, sparsity=s, trial=t, epoch=e, pd_test=y))
+                    row = dict(network="n", dataset="d", method=m, sparsity=s, trial=t, epoch=e)
+                    rows.append({**row, "pd_test": y})
     df = pd.DataFrame(rows)
     df["same"] = df["pd_test"]
     df["same_x3"] = 3 * df["pd_test"] + 1  # identical ranks
@@ -66,7 +67,8 @@ def test_within_cell_tau_rejects_ragged_groups():
 def test_identical_rank_measures_identical_statistics():
     df = _grid()
     df = df[df.epoch == 0].reset_index(drop=True)
-    t = measure_table(df, ["same", "same_x3"], "pd_test", axes=("method", "sparsity"), n_boot=30).set_index("measure")
+    t = measure_table(df, ["same", "same_x3"], "pd_test", axes=("method", "sparsity"), n_boot=30)
+    t = t.set_index("measure")
     assert t.loc["same"].equals(t.loc["same_x3"])
 
 
@@ -76,7 +78,12 @@ def test_tau_by_group_and_budget_choices():
     assert list(t["sparsity"]) == [0.1, 0.5, 0.8]
     assert np.allclose(t["same"], 1.0) and np.allclose(t["anti"], -1.0) and t["const"].isna().all()
     curve = pd.DataFrame(
-        {"g": 0, "sparsity": [0.1, 0.5, 0.8, 0.9], "div": [0.01, 0.05, 0.2, 0.1], "loss": [0.0, 0.5, 2.0, 0.1]}
+        {
+            "g": 0,
+            "sparsity": [0.1, 0.5, 0.8, 0.9],
+            "div": [0.01, 0.05, 0.2, 0.1],
+            "loss": [0.0, 0.5, 2.0, 0.1],
+        }
     )
     b = budget_choices(curve, "div", [0.001, 0.06, 1.0], by=["g"], max_loss=1.0)
     # 0.9 is under 0.06... but 0.8 is not, so the rule stops at 0.5 (as sparsity_for_budget)
@@ -101,7 +108,8 @@ def test_budget_rule_matches_sparsity_for_budget():
 
 
 def test_corr_glue_names():
-    assert claims.corr_glue_name("alexnet", "standin10", "ap3_fn", "cells@0") == "corr-alexnet-standin10-ap3-fn-t0"
+    name = claims.corr_glue_name("alexnet", "standin10", "ap3_fn", "cells@0")
+    assert name == "corr-alexnet-standin10-ap3-fn-t0"
     assert claims.corr_glue_name("vgg16", "standin100", "ap2", "cells@20").endswith("-ap2-t20")
     assert claims.level_token("epochs") == "epochs"
     with pytest.raises(ValueError):
@@ -121,7 +129,8 @@ def _stored_glues(nb: Path) -> dict[str, float]:
 
 
 @pytest.mark.skipif(
-    not (QUICK / "cache" / "cells").exists(), reason="results/quick not computed (run the book or the quick grid)"
+    not (QUICK / "cache" / "cells").exists(),
+    reason="results/quick not computed (run the book or the quick grid)",
 )
 def test_quoted_correlations_one_value_across_chapters(tmp_path):
     """Every stored ``corr-*`` glue of every chapter equals the value recomputed from the results."""
@@ -136,7 +145,8 @@ def test_quoted_correlations_one_value_across_chapters(tmp_path):
     for nb, values in glued.items():
         for name, value in values.items():
             assert name in fresh, f"{nb}: glue {name!r} is not a quoted correlation of results/quick"
-            assert math.isclose(value, fresh[name], rel_tol=1e-12, abs_tol=1e-12), (nb, name, value, fresh[name])
+            same = math.isclose(value, fresh[name], rel_tol=1e-12, abs_tol=1e-12)
+            assert same, (nb, name, value, fresh[name])
             if name in seen:  # the same name in two chapters has the same value
                 assert seen[name][1] == value, (name, seen[name][0], nb)
             seen[name] = (nb, value)

@@ -20,16 +20,16 @@ __all__ = ["CLAIM_DIRECTIONS", "CLAIM_SOURCES", "corr_glue_name", "level_token",
 
 
 def level_token(level: str) -> str:
-    """Glue-name token of a correlation level: ``"cells@0"`` -> ``"t0"``, ``"cells@20"`` -> ``"t20"``, ``"epochs"``."""
+    """Glue-name token of a level: ``"cells@0"`` -> ``"t0"``, ``"cells@20"`` -> ``"t20"``, ``"epochs"``."""
     if level == "epochs":
         return "epochs"
     if isinstance(level, str) and level.startswith("cells@") and level[6:].isdigit():
         return f"t{level[6:]}"
-    raise ValueError(f"level must be 'cells@<epoch>' or 'epochs' (as correlation_levels names it); got {level!r}")
+    raise ValueError(f"level must be 'cells@<epoch>' or 'epochs' (correlation_levels' names); got {level!r}")
 
 
 def corr_glue_name(network: str, dataset: str, measure: str, level: str) -> str:
-    """``corr-<network>-<dataset>-<measure>-<level>`` with ``_`` -> ``-`` (``level`` as :func:`level_token`)."""
+    """``corr-<network>-<dataset>-<measure>-<level>``, ``_`` -> ``-`` (``level`` as :func:`level_token`)."""
     parts = [str(network), str(dataset), str(measure)]
     return "corr-" + "-".join(p.replace("_", "-") for p in parts) + "-" + level_token(level)
 

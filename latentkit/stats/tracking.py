@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats as _sstats
 
 from .._checks import check_fraction, check_int, check_nonnegative
-from ._common import _names, _seed
+from ._common import _names
 from .resampling import CELLS, _quantiles, resampling_plan
 
 __all__ = ["budget_choices", "tau_by_group", "within_cell_tau"]
@@ -33,7 +33,8 @@ def _cell_taus(df: pd.DataFrame, measures: list[str], target: str, groups: list[
     keys = d.groupby(groups, sort=False).ngroup().to_numpy()
     sizes = np.bincount(keys)
     if len(set(sizes)) != 1:
-        raise ValueError(f"every group must have the same number of {time!r} values; got {sorted(set(sizes))}")
+        got = sorted(set(sizes))
+        raise ValueError(f"every group must have the same number of {time!r} values; got {got}")
     g, e = len(sizes), int(sizes[0])
     y = d[target].to_numpy(float).reshape(g, e)
     m = d[measures].to_numpy(float).reshape(g, e, len(measures))
@@ -185,7 +186,6 @@ def budget_choices(
             under = np.cumprod(d <= b).astype(bool)
             k = int(np.flatnonzero(under)[-1]) if under.any() else -1
             chosen, dv, lv = (float(s[k]), float(d[k]), float(ell[k])) if k >= 0 else (0.0, 0.0, 0.0)
-            rows.append(
-                dict(zip(by, key), budget=b, chosen=chosen, divergence=dv, loss=lv, oracle=oracle, ok=lv <= max_loss)
-            )
+            row = dict(zip(by, key), budget=b, chosen=chosen, divergence=dv, loss=lv, oracle=oracle)
+            rows.append({**row, "ok": lv <= max_loss})
     return pd.DataFrame(rows, columns=by + ["budget", "chosen", "divergence", "loss", "oracle", "ok"])
