@@ -400,7 +400,7 @@ def paper_claims(
     min_agreement: float = 0.9,
     corr: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    r"""Test the paper's claims 2-7 (notes, section 5) on a results table; one row per (claim, measure).
+    r"""Test the paper's claims 2-7 (the book's paper chapter, section 6); one row per (claim, measure).
 
     The claims, their sub-tests and statistics are described in the module docstring; the verdict
     is ``"holds"`` if every sub-test passed, ``"fails"`` if none did, ``"mixed"`` otherwise and
