@@ -16,8 +16,9 @@ def test_show_error_wraps_at_width(capsys):
     lines = out.rstrip("\n").split("\n")
     assert len(lines) > 1 and all(len(line) <= 80 for line in lines)
     assert lines[0].startswith("FileNotFoundError: looked in <data_root>/cifar-10-batches-py")
-    assert " ".join(out.split()) == " ".join(f"FileNotFoundError: {msg}".replace(
-        "/tmp/xyz", "<data_root>").split())
+    assert " ".join(out.split()) == " ".join(
+        f"FileNotFoundError: {msg}".replace("/tmp/xyz", "<data_root>").split()
+    )
 
 
 def test_show_error_keeps_long_words_and_one_line_option(capsys):
