@@ -13,6 +13,12 @@ claims       the paper's claims 2-7 as verdict tables
 plots        the book's figures
 cli          python -m latentkit run CONFIG | report DIR | plan CONFIG
 book         the chapters' scale switch (LATENTKIT_SCALE, LATENTKIT_RESULTS)
+
+Examples
+--------
+>>> import latentkit.options
+>>> latentkit.options.FAMILIES
+('gaussian', 'student_t')
 """
 
 __version__ = "0.1.0"

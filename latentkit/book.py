@@ -17,6 +17,14 @@ directory upward; chapters execute in ``book/``), never beside the installed pac
 
 A chapter that shows the command line runs it as a user would, in a fresh interpreter:
 :func:`run_cli` (``python -m latentkit ...``, its output and wall-clock time).
+
+Examples
+--------
+>>> from latentkit.book import value_text
+>>> value_text(0.5)
+'0.5'
+>>> value_text(3)
+'3'
 """
 
 from __future__ import annotations

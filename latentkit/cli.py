@@ -20,6 +20,17 @@
 Every user error (a config that does not exist or does not parse, an unknown key, a bad value,
 ``--out`` naming a file, ``--threads`` < 1, an unknown ``--executor``, ``--address`` without
 ``--executor ray``) exits with status 2 and one line naming the problem.
+
+Examples
+--------
+>>> import contextlib, io
+>>> from latentkit.cli import main
+>>> buf = io.StringIO()
+>>> with contextlib.redirect_stdout(buf):
+...     code = main(['plan', 'quick'])
+...
+>>> code
+0
 """
 
 from __future__ import annotations

@@ -24,6 +24,14 @@ Identities used (row-major ``vec``): ``kron(U, V) vec(X) = vec(U X V^T)``,
 ``C = I + W^T D^{-1} W`` and the matrix determinant lemma ``det(D + W W^T) = det D det C``.
 
 Bottom layer: imports torch only (no other latentkit module).
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.linalg import DiagonalCovariance
+>>> c = DiagonalCovariance(torch.tensor([1.0, 4.0]))
+>>> round(float(c.logdet()), 4)
+2.7726
 """
 
 from __future__ import annotations

@@ -18,6 +18,16 @@ and a forward pre-hook that writes ``weight = weight_orig * weight_mask`` before
 ``weight_orig`` was edited in place without a forward pass.
 
 This module is at the bottom of the import layers: it imports nothing from latentkit (torch only).
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.modules import prunable_layers, last_layer
+>>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+>>> [name for name, _ in prunable_layers(model)]
+['0', '2']
+>>> last_layer(model)[0]
+'2'
 """
 
 from __future__ import annotations

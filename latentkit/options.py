@@ -6,6 +6,14 @@ the lists can never disagree. The values are plain strings (what YAML configs an
 carry); the tuples are in display order.
 
 This module is at the bottom of the import layers: it imports nothing from latentkit.
+
+Examples
+--------
+>>> from latentkit.options import PRUNING_METHODS, PRESETS
+>>> 'lowest' in PRUNING_METHODS
+True
+>>> PRESETS
+('quick', 'paper')
 """
 
 from __future__ import annotations

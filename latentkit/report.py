@@ -14,6 +14,15 @@
 
 The figures and verdicts are the book's own, so a report and a chapter show the same thing. No
 torch: the report needs only the results tables (``python -m latentkit report DIR`` calls it).
+
+Examples
+--------
+>>> import pandas as pd
+>>> from latentkit.report import format_table
+>>> print(format_table(pd.DataFrame({'rho': [0.5, -0.25]})))
+  rho
+  0.5
+-0.25
 """
 
 from __future__ import annotations

@@ -60,6 +60,14 @@ Layout: :mod:`~latentkit.claims.tables` holds the public building blocks (correl
 :func:`paper_claims`, :mod:`~latentkit.claims._common` the shared helpers. The statistics come from
 :mod:`latentkit.stats` and the vocabularies (:data:`VERDICTS`, the paper's methods) from
 :mod:`latentkit.options`; nothing here imports torch.
+
+Examples
+--------
+>>> from latentkit.claims import settled
+>>> settled([3.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+False
+>>> settled([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+False
 """
 
 from __future__ import annotations

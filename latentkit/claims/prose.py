@@ -8,6 +8,12 @@ imports torch.
 The signed accuracy change ``delta_test`` (pp, pruned minus dense, from integer counts) is positive
 when a pruned network ends *above* its dense network: a gain. PD = ``|delta_test|`` reads a gain as
 a loss; :func:`accuracy_change_summary` and :func:`sign_disagreements` say where the two differ.
+
+Examples
+--------
+>>> from latentkit.claims.prose import SHORT_NAMES
+>>> type(SHORT_NAMES).__name__
+'dict'
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ A chapter that quotes a Spearman :math:`\rho` of a measure with PD glues it unde
 point estimate of :func:`latentkit.claims.correlation_levels` (trial means per cell, the same
 numbers the benchmark chapters' tables show). ``tests/test_finetuning_chapter.py`` recomputes
 every stored ``corr-*`` glue of every chapter from the results and checks it.
+
+Examples
+--------
+>>> from latentkit.claims.quoted import corr_glue_name
+>>> corr_glue_name('alexnet', 'cifar10', 'ap2', 'cells@0')
+'corr-alexnet-cifar10-ap2-t0'
 """
 
 from __future__ import annotations

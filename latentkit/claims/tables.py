@@ -3,6 +3,12 @@ r"""The public building blocks of the claims: correlation levels, claim 7's pair
 Each works on a results table of :func:`latentkit.grid.run_grid` and is what
 :func:`latentkit.claims.paper_claims` builds its verdicts from, so a chapter can show the numbers
 behind a verdict with the same code.
+
+Examples
+--------
+>>> from latentkit.claims.tables import resolve_levels
+>>> resolve_levels(['cells@0', 'cells', 'epochs'], 5)
+[('cells@0', 'cells', 0), ('cells@5', 'cells', 5), ('epochs', 'epochs', None)]
 """
 
 from __future__ import annotations

@@ -1,6 +1,12 @@
 r"""The paper's claims 2-7 as verdicts: one function per claim, :func:`paper_claims` runs them all.
 
 The claims, their sub-tests and statistics are described in :mod:`latentkit.claims`.
+
+Examples
+--------
+>>> from latentkit.claims import verdicts
+>>> verdicts.__all__
+['paper_claims']
 """
 
 from __future__ import annotations

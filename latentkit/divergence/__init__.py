@@ -26,6 +26,16 @@ Layout: :mod:`~latentkit.divergence.gaussian` (closed-form Gaussian KL),
 and :mod:`~latentkit.divergence.distances` (Hellinger, W2, TV bounds); the covariance structures
 are the operators of :mod:`latentkit.linalg`. Registration runs when this package is imported
 (torch's way), not when the laws are defined.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.divergence import kl
+>>> from latentkit.latent import IsotropicNormal
+>>> p = IsotropicNormal(torch.zeros(2, dtype=torch.float64), 1.0)
+>>> q = IsotropicNormal(torch.ones(2, dtype=torch.float64), 1.0)
+>>> round(float(kl(p, q)), 6)
+1.0
 """
 
 from __future__ import annotations

@@ -1,4 +1,12 @@
-"""Hellinger and Wasserstein-2 distances between Gaussian latent laws; TV bounds from a KL."""
+"""Hellinger and Wasserstein-2 distances between Gaussian latent laws; TV bounds from a KL.
+
+Examples
+--------
+>>> from latentkit.divergence.distances import tv_bounds
+>>> b = tv_bounds(0.02)
+>>> type(b).__name__
+'TVBounds'
+"""
 
 from __future__ import annotations
 

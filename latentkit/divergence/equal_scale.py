@@ -7,6 +7,12 @@ KL depends on the means only through :math:`\Delta^2 = (m_p - m_q)^T S^{-1} (m_p
 :math:`\nu \in (0, \infty]`, with :math:`\nu = \infty` meaning the Gaussian law, so one call sweeps
 the degrees of freedom up to and including the Gaussian limit (with :math:`S = I` and the chunk
 means as the latent, :math:`\Delta^2` is the chunk-mean AP2 and the value is the Student-t AP3).
+
+Examples
+--------
+>>> from latentkit.divergence.equal_scale import kl_from_squared_distance
+>>> round(kl_from_squared_distance(1.0, 1e6, 2), 4)
+0.5
 """
 
 from __future__ import annotations

@@ -1,4 +1,15 @@
-"""Gaussian KL for every pair of covariance structures, without d x d matrices where possible."""
+"""Gaussian KL for every pair of covariance structures, without d x d matrices where possible.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.divergence.gaussian import gaussian_kl
+>>> from latentkit.latent import IsotropicNormal
+>>> p = IsotropicNormal(torch.zeros(2, dtype=torch.float64), 1.0)
+>>> q = IsotropicNormal(torch.zeros(2, dtype=torch.float64), 2.0)
+>>> round(float(gaussian_kl(p, q)), 6)
+0.636294
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,15 @@
-"""Monte Carlo KL, the reference code's estimator, for any pair of laws with ``log_prob``."""
+"""Monte Carlo KL, the reference code's estimator, for any pair of laws with ``log_prob``.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.divergence.monte_carlo import kl_monte_carlo
+>>> from latentkit.latent import IsotropicNormal
+>>> p = IsotropicNormal(torch.zeros(2, dtype=torch.float64), 1.0)
+>>> r = kl_monte_carlo(p, p, num_samples=100, repeats=2)
+>>> type(r).__name__
+'MonteCarloKL'
+"""
 
 from __future__ import annotations
 

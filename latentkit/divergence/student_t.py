@@ -1,4 +1,11 @@
-"""Exact KL between multivariate Student-t laws of equal scale and degrees of freedom."""
+"""Exact KL between multivariate Student-t laws of equal scale and degrees of freedom.
+
+Examples
+--------
+>>> from latentkit.divergence.student_t import student_t_kl_from_distance
+>>> student_t_kl_from_distance(0.0, 3.0, 2)
+0.0
+"""
 
 from __future__ import annotations
 

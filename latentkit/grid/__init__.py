@@ -19,6 +19,13 @@ Modules, by job:
 ``engines``     :class:`FineTuneEngine`: the cached and the exact fine-tuning engines
 ``run``         :func:`run_grid`, :func:`dense_table`
 ==============  ==========================================================================
+
+Examples
+--------
+>>> from latentkit.grid import load_config, grid_size
+>>> config = load_config('quick')
+>>> config.preset
+'quick'
 """
 
 from .cache import CacheStore, atomic_write_text, config_hash

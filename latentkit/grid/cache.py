@@ -6,6 +6,14 @@ file starts with a magic line and the SHA-256 of its payload, is written to a te
 moved into place with ``os.replace`` (:func:`atomic_write_bytes`, also used for ``results.csv``,
 ``dense.csv`` and ``config.yaml``), and is verified when read: a corrupted file is reported
 (warning) and recomputed.
+
+Examples
+--------
+>>> from latentkit.grid.cache import config_hash
+>>> config_hash({'a': 1}) == config_hash({'a': 1})
+True
+>>> len(config_hash({'a': 1}))
+24
 """
 
 from __future__ import annotations

@@ -4,6 +4,14 @@ A config is a plain dataclass (loadable from YAML/JSON, by file path or by the n
 shipped with the package: ``load_config("quick")``, ``load_config("paper")``). Its checks live in
 :mod:`latentkit.grid.validation` (a declarative table of constraints plus a few cross-field rules);
 :meth:`ExperimentConfig.validate` runs them.
+
+Examples
+--------
+>>> from latentkit.grid.config import load_config, shipped_configs
+>>> shipped_configs()
+('paper', 'paper_small', 'quick', 'reference', 'sweep')
+>>> load_config('quick').name
+'quick'
 """
 
 from __future__ import annotations

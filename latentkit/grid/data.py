@@ -1,4 +1,12 @@
-"""Data plumbing of a group: its dataset views, batches on the device, labels, input layout."""
+"""Data plumbing of a group: its dataset views, batches on the device, labels, input layout.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.grid.data import is_tensor_dataset
+>>> is_tensor_dataset(torch.utils.data.TensorDataset(torch.zeros(2, 1)))
+False
+"""
 
 from __future__ import annotations
 

@@ -26,6 +26,12 @@ labels and the measures) and return ``{(method, sparsity): rows}``, one row per 
 
 Both use the same batches (one seeded permutation per epoch), the same per-epoch cosine schedule
 :math:`\eta_e = \eta (1 + \cos(\pi e / E)) / 2` and SGD with the plan's momentum and weight decay.
+
+Examples
+--------
+>>> from latentkit.grid.engines import ENGINE_CLASSES
+>>> sorted(ENGINE_CLASSES)
+['cached', 'exact']
 """
 
 from __future__ import annotations

@@ -26,6 +26,12 @@ cells as soon as the group's fine-tuning ends. A killed *worker* is retried by R
 folder (and the same config): finished groups are read from the cache (none is recomputed),
 only the groups whose cells are missing run. On a cluster, ``--out`` must be a folder every node
 sees (a shared file system), since the results directory is the store.
+
+Examples
+--------
+>>> from latentkit.grid.executors import EXECUTORS
+>>> sorted(EXECUTORS)
+['local', 'ray', 'serial']
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@ A key is a plain dict; its file name is :func:`latentkit.grid.cache.config_hash`
 pinned by ``tests/test_cache_keys.py`` (a change orphans every cached file): the dense key stores
 the preset under its historical name ``"scale"``. Optional fields enter a cell's key only when not
 at their default, so older caches stay valid.
+
+Examples
+--------
+>>> from latentkit.grid.keys import CODE_VERSION
+>>> isinstance(CODE_VERSION, (int, str))
+True
 """
 
 from __future__ import annotations

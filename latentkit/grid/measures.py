@@ -12,6 +12,12 @@ Per epoch ``t`` the cell records
   (:func:`reference_gauss_ap3`, :func:`reference_t_ap3`),
 * the function-space measures of :class:`FunctionMeasure` (:data:`FUNCTION_MEASURES`): ``ap3_fn``,
   ``ap3_fn_quadratic`` and ``obd``, for all cells of a group at once.
+
+Examples
+--------
+>>> from latentkit.grid.measures import EXTRA_MEASURES
+>>> type(EXTRA_MEASURES).__name__
+'dict'
 """
 
 from __future__ import annotations

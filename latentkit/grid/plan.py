@@ -22,6 +22,13 @@ group (methods x sparsities), ``C`` classes and ``F`` penultimate features:
 * exact fine-tuning: :math:`(T + 1)\,t_{ev} + T\,t(N_{tr}, f_{ft})` per cell;
 * cached fine-tuning: one feature pass :math:`t_{ev}` plus the ``K`` linear heads,
   :math:`(T N_{tr}\,4KCF + (T + 1)(N_{tr} + N_{te})\,2KCF) / (10^{12}\,\mathrm{tflops})` per group.
+
+Examples
+--------
+>>> from latentkit.grid import load_config
+>>> from latentkit.grid.plan import grid_size
+>>> len(grid_size(load_config('quick')))
+8
 """
 
 from __future__ import annotations

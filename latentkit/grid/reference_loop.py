@@ -3,6 +3,12 @@ r"""The reference code's fine-tuning loop pieces used by the exact engine (``fin
 :func:`reference_trainable` makes every parameter trainable with the other modules' ``.weight``
 gradients zeroed; :func:`running_epoch` is one epoch returning the running accuracy of the
 training batches (the reference's ``PD_train``).
+
+Examples
+--------
+>>> from latentkit.grid.reference_loop import Counts
+>>> Counts.__name__
+'tuple'
 """
 
 from __future__ import annotations

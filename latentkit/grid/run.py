@@ -12,6 +12,12 @@ A group's work is one picklable function, :func:`run_group` (config as a plain d
 folder, network, dataset, trial); an executor (:mod:`latentkit.grid.executors`: serial by
 default, or Ray) maps it over the groups, and the driver then reads the table from the cache in
 the config's order, so every executor gives the same table.
+
+Examples
+--------
+>>> from latentkit.grid.run import ID_COLUMNS
+>>> ID_COLUMNS
+('network', 'dataset', 'method', 'sparsity', 'trial', 'epoch')
 """
 
 from __future__ import annotations

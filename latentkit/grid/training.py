@@ -3,6 +3,12 @@ r"""Dense training, evaluation, penultimate features and the SGD epoch both trai
 Both training loops (dense training and the exact fine-tuning engine) use :func:`sgd_epoch`: one
 seeded permutation per epoch, cross-entropy, SGD with momentum and weight decay, at the per-epoch
 cosine learning rate :func:`cosine_lr`, :math:`\eta_e = \eta (1 + \cos(\pi e / E)) / 2`.
+
+Examples
+--------
+>>> from latentkit.grid.training import cosine_lr
+>>> cosine_lr(0.1, 0, 10), round(cosine_lr(0.1, 5, 10), 4)
+(0.1, 0.05)
 """
 
 from __future__ import annotations

@@ -6,6 +6,13 @@ vocabulary, a list of those, a per-network value), checked in field order; then 
 involve several fields (:data:`CROSS_FIELD_RULES`); then the AP3 entries (parsed by
 :func:`latentkit.grid.measures.parse_ap3`, evaluated once on a random layer) and the device. Every
 error names the key. :func:`check_data_present` checks the data and weights on disk.
+
+Examples
+--------
+>>> from latentkit.grid import load_config
+>>> from latentkit.grid.validation import validate_config
+>>> validate_config(load_config('quick')) is None
+True
 """
 
 from __future__ import annotations

@@ -32,6 +32,15 @@ matrix) as a linalg operator (``covariance_operator`` / ``scale_operator``; ``ro
 :func:`torch.distributions.kl_divergence` when :mod:`latentkit.divergence` is imported (as torch
 registers its own pairs when ``torch.distributions`` is imported); this package does not import it,
 so the layers run one way.
+
+Examples
+--------
+>>> import torch
+>>> w = torch.arange(1.0, 13.0).reshape(3, 4)
+>>> from latentkit.latent import latent_space
+>>> p = latent_space(w, 'gaussian', 'isotropic')
+>>> type(p).__name__, tuple(p.event_shape)
+('IsotropicNormal', (12,))
 """
 
 from __future__ import annotations

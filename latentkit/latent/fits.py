@@ -1,4 +1,14 @@
-"""Covariance fits of a layer's latent law: SWAG, Kronecker-factored Laplace (K-FAC), Ledoit-Wolf."""
+"""Covariance fits of a layer's latent law: SWAG, Kronecker-factored Laplace (K-FAC), Ledoit-Wolf.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.latent.fits import ledoit_wolf
+>>> g = torch.Generator().manual_seed(0)
+>>> fit = ledoit_wolf(torch.randn(50, 3, generator=g, dtype=torch.float64))
+>>> type(fit).__name__
+'LedoitWolfFit'
+"""
 
 from __future__ import annotations
 

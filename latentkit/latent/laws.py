@@ -1,5 +1,14 @@
 """Vector latent laws: isotropic and diagonal Gaussians, the multivariate Student-t, and
-Gamma draws driven by an explicit generator."""
+Gamma draws driven by an explicit generator.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.latent.laws import IsotropicNormal
+>>> p = IsotropicNormal(torch.zeros(3), 2.0)
+>>> tuple(p.event_shape)
+(3,)
+"""
 
 from __future__ import annotations
 

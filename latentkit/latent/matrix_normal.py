@@ -1,4 +1,12 @@
-"""The matrix normal law ``MN(M, U, V)`` with Kronecker-structured covariance."""
+"""The matrix normal law ``MN(M, U, V)`` with Kronecker-structured covariance.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.latent.matrix_normal import MatrixNormal
+>>> MatrixNormal.__name__
+'MatrixNormal'
+"""
 
 from __future__ import annotations
 

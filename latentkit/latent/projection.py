@@ -1,4 +1,15 @@
-"""Projections of a weight tensor to a latent location: identity, chunk means, rows; bias folding."""
+"""Projections of a weight tensor to a latent location: identity, chunk means, rows; bias folding.
+
+Examples
+--------
+>>> import torch
+>>> w = torch.arange(1.0, 13.0).reshape(3, 4)
+>>> from latentkit.latent.projection import project
+>>> tuple(project(w, 'identity').shape)
+(12,)
+>>> tuple(project(w, 'chunk_means', num_chunks=2).shape)
+(2,)
+"""
 
 from __future__ import annotations
 

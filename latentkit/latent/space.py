@@ -4,6 +4,16 @@
 the vocabularies of :mod:`latentkit.options` to small builder functions; a pair that is not there
 (or a fit a builder does not take) is refused with one message. A new structure is one builder and
 one registry entry.
+
+Examples
+--------
+>>> import torch
+>>> w = torch.arange(1.0, 13.0).reshape(3, 4)
+>>> wp = w * (w.abs() > 4)
+>>> from latentkit.latent.space import latent_pair
+>>> p, q = latent_pair(w, wp)
+>>> tuple(p.event_shape) == tuple(q.event_shape)
+True
 """
 
 from __future__ import annotations

@@ -9,6 +9,17 @@ r"""AP2, AP3 and AP3_fn: how far a pruned network is from its dense version.
   Damage saliency (:func:`obd_saliency`) and the per-example :func:`predictive_kl`.
 
 Every public name is importable from :mod:`latentkit.patterns`.
+
+Examples
+--------
+>>> import torch
+>>> w = torch.arange(1.0, 13.0).reshape(3, 4)
+>>> wp = w * (w.abs() > 4)
+>>> from latentkit.patterns import ap2, ap3
+>>> round(ap2(w, w), 6)
+0.0
+>>> ap2(w, wp) > 0
+True
 """
 
 from __future__ import annotations

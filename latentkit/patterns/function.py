@@ -18,6 +18,16 @@ The latent law of a classifier that matters for its accuracy is its predictive d
 * :func:`obd_saliency` -- the Optimal Brain Damage saliency
   :math:`\tfrac12\, \delta w^\top \operatorname{diag}(F)\, \delta w` (LeCun et al. 1990);
 * :func:`predictive_kl` -- the per-example KL of two logit tables (log-softmax, stable).
+
+Examples
+--------
+>>> import torch
+>>> w = torch.arange(1.0, 13.0).reshape(3, 4)
+>>> wp = w * (w.abs() > 4)
+>>> from latentkit.patterns.function import ap3_fn
+>>> x = torch.eye(4)
+>>> ap3_fn(w, w, x)
+0.0
 """
 
 from __future__ import annotations

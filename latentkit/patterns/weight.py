@@ -17,6 +17,15 @@ convolution, :func:`latentkit.modules.prunable_layers`) of two models with the s
 
 No hidden rescaling: the reference code divides AP2 by its per-trial maximum (times 3.8); here AP2 is the
 raw squared distance unless ``normalize`` names a normalisation explicitly.
+
+Examples
+--------
+>>> import torch
+>>> w = torch.arange(1.0, 13.0).reshape(3, 4)
+>>> wp = w * (w.abs() > 4)
+>>> from latentkit.patterns.weight import ap3
+>>> ap3(w, wp) > 0
+True
 """
 
 from __future__ import annotations

@@ -24,6 +24,14 @@ Conventions (one place, so that every chapter's figures read the same way)
 
 Layout: :mod:`~latentkit.plots.style` holds the labels, colours and axis helpers (and
 :func:`config_table`), :mod:`~latentkit.plots.figures` the figures. Nothing here imports torch.
+
+Examples
+--------
+>>> from latentkit.plots import network_label, method_label
+>>> network_label('alexnet', 'quick')
+'AlexNet-quick'
+>>> method_label('lowest')
+'lowest magnitude'
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""The book's figures (conventions in :mod:`latentkit.plots`): each returns a matplotlib Figure."""
+"""The book's figures (conventions in :mod:`latentkit.plots`): each returns a matplotlib Figure.
+
+Examples
+--------
+>>> from latentkit.plots import figures
+>>> 'ap_pd_curves' in figures.__all__
+True
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""Labels, colours and axis conventions of the book's figures, and the settings table of a config."""
+"""Labels, colours and axis conventions of the book's figures, and the settings table of a config.
+
+Examples
+--------
+>>> from latentkit.plots.style import dataset_label
+>>> dataset_label('cifar10')
+'CIFAR-10'
+"""
 
 from __future__ import annotations
 

@@ -9,6 +9,16 @@ through :data:`REGISTRY` (:mod:`latentkit.pruning.registry`); fine-tuning that n
 Qian-Klabjan random-network simulation (:func:`qian_klabjan_simulation`).
 The small-model chapters' loops: :func:`evaluate_classifier` (loss and accuracy), :func:`pruned_copy`,
 :func:`penalized_cross_entropy`, :func:`fit_lbfgs` and :func:`finetune_steps`.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.pruning import prune
+>>> _ = torch.manual_seed(0)
+>>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+>>> result = prune(model, 'lowest', 0.5)
+>>> int((model[2].weight == 0).sum())
+3
 """
 
 from ..modules import effective_weight, last_layer, prunable_layers, pruning_mask

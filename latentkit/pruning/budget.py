@@ -12,6 +12,12 @@ AP3_fn (:func:`latentkit.patterns.ap3_fn`, on unlabelled features or inputs), AP
 pruned layers. No label is used. The divergences are evaluated on a grid of sparsities, or found
 by bisection over the number of pruned weights (which assumes the curve is non-decreasing, as it
 is for magnitude pruning under AP2).
+
+Examples
+--------
+>>> from latentkit.pruning.budget import BUDGET_MEASURES
+>>> BUDGET_MEASURES
+('ap3_fn', 'ap3', 'ap2')
 """
 
 from __future__ import annotations

@@ -12,6 +12,14 @@ mask is the product of the old and the new one, so a pruned weight stays pruned.
 weight is reparametrised by ``torch.nn.utils.parametrize``, when a module has ``weight_orig`` /
 ``weight_mask`` but no pruning hook, when a mask is not binary, and for ``spectral`` pruning whose
 following layer is already pruned (its rewiring writes into entries that mask would hide).
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.pruning.core import select_layers
+>>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+>>> [name for name, _ in select_layers(model, 'last')]
+['2']
 """
 
 from __future__ import annotations

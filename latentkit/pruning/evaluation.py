@@ -11,6 +11,21 @@ mean cross-entropy and the accuracy of one forward pass,
 :func:`pruned_copy` is :func:`~latentkit.pruning.prune` applied to a deep copy, so the model itself
 stays dense. (The grid's data-loader evaluation is :func:`latentkit.grid.training.evaluate`; its
 cached engine prunes a copy of the last layer only, :func:`latentkit.grid.engines.prune_copy`.)
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.pruning.evaluation import evaluate_classifier
+>>> model = torch.nn.Linear(2, 2)
+>>> torch.nn.init.eye_(model.weight); torch.nn.init.zeros_(model.bias)
+Parameter containing:
+tensor([[1., 0.],
+        [0., 1.]], requires_grad=True)
+Parameter containing:
+tensor([0., 0.], requires_grad=True)
+>>> m = evaluate_classifier(model, torch.eye(2), torch.tensor([0, 1]))
+>>> type(m).__name__
+'ClassifierMetrics'
 """
 
 from __future__ import annotations

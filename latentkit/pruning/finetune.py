@@ -10,6 +10,14 @@ masked again; (3) after ``step`` the parameter *and* every optimizer state tenso
 shape (momentum buffer, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``, ...) are multiplied by the
 mask. The pruned entries of ``weight_orig`` are therefore exactly 0 after the first step (the original
 values hidden behind the mask are dropped), and ``prune.remove`` leaves exact zeros.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.pruning.finetune import freeze_all_but
+>>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+>>> len(freeze_all_but(model, ['1.weight']))
+1
 """
 
 from __future__ import annotations

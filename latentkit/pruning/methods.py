@@ -15,6 +15,12 @@ Every method of :func:`latentkit.pruning.prune` is one :class:`PruningMethod` in
 Adding a method: add its name to ``latentkit.options.PRUNING_METHODS``, write its scorer (or mask
 builder) here (or in its own module) and register it in :mod:`latentkit.pruning.registry`;
 :func:`prune` needs no change.
+
+Examples
+--------
+>>> from latentkit.pruning.methods import OPTION_CHECKS
+>>> type(OPTION_CHECKS).__name__
+'dict'
 """
 
 from __future__ import annotations

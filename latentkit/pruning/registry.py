@@ -4,6 +4,12 @@
 Adding a method: add its name to ``latentkit.options.PRUNING_METHODS``, write its scorer (entry
 scores), group mask builder or model-level pruner, and register it here. :func:`latentkit.pruning.prune`
 validates ``method`` against the vocabulary and dispatches through this table.
+
+Examples
+--------
+>>> from latentkit.pruning.registry import REGISTRY
+>>> sorted(REGISTRY)[:3]
+['highest', 'highest_reference', 'lowest']
 """
 
 from __future__ import annotations

@@ -25,6 +25,12 @@ The sup over the unit ball ``{||x||_2 <= 1}`` is estimated by the max over ``n_i
 followed by ``ascent_steps`` of projected normalised gradient ascent from the best ``n_starts`` of
 them (a lower bound on the true sup). All trials of one configuration run as one batched tensor
 program (``torch.bmm``); seeded with a ``torch.Generator`` on ``device``.
+
+Examples
+--------
+>>> from latentkit.pruning import simulation
+>>> simulation.__all__
+['qian_klabjan_simulation']
 """
 
 from __future__ import annotations

@@ -2,6 +2,13 @@
 
 References: Yang, Wang, Ding & Yang (2022, arXiv:2206.05604) for the l_q view of compressibility and
 the best s-term approximation bound; Diao et al. (2023, arXiv:2302.05601) for the PQ index.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.pruning.soft import lq_norm
+>>> round(float(lq_norm(torch.tensor([1.0, 1.0]), q=0.5)), 4)
+4.0
 """
 
 from __future__ import annotations

@@ -18,6 +18,13 @@ criterion :math:`L_A + \theta L_B = \\mathrm{tr}[M R(J)]` with :math:`M = I + \t
 (:func:`output_aware_metric`). Adding node j then lowers it by :math:`u^T M u / (R_{jj} + \\lambda)`,
 :math:`u = R_{:,j}`; the residual update is unchanged. ``theta = 0`` (``metric=None``) is the
 input-aware criterion alone.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.pruning.spectral import degrees_of_freedom
+>>> round(degrees_of_freedom(torch.eye(3, dtype=torch.float64), 1.0), 4)
+1.5
 """
 
 from __future__ import annotations

@@ -11,6 +11,12 @@ measured on a batch (:func:`~latentkit.pruning.input_second_moment`), the greedy
 the next layer's weights by :func:`~latentkit.pruning.output_aware_metric`), and the next layer is
 rewired to :math:`W_{next} A` with :math:`A = S_{FJ}(S_{JJ} + \\lambda I)^{-1}` on the kept nodes.
 ``theta=0`` (the default) is the input-aware criterion alone.
+
+Examples
+--------
+>>> from latentkit.pruning import spectral_prune
+>>> spectral_prune.__all__
+['prune_spectral_layers']
 """
 
 from __future__ import annotations

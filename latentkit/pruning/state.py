@@ -14,6 +14,16 @@ owner's ``weight_orig`` parameter *and* the owner's ``weight_mask`` buffer (the 
 So one tensor has one mask: the forward passes of all the modules agree, :class:`MaskedOptimizer`
 (one mask per parameter) masks what every module sees, and :func:`sparsity_report` counts what the
 optimiser keeps.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.pruning import prune
+>>> from latentkit.pruning.state import unprune
+>>> layer = torch.nn.Linear(4, 2)
+>>> _ = prune(layer, 'lowest', 0.5, layers='all')
+>>> hasattr(unprune(layer), 'weight_orig')
+False
 """
 
 from __future__ import annotations

@@ -10,6 +10,20 @@ and a seeded fine-tuning loop.
 * :func:`finetune_steps`: ``steps`` SGD-type steps on minibatches drawn with replacement from a
   seeded generator, with any optimizer (a :class:`~latentkit.pruning.MaskedOptimizer` keeps pruned
   weights at zero).
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.pruning.training import penalized_cross_entropy
+>>> model = torch.nn.Linear(3, 2)
+>>> torch.nn.init.zeros_(model.weight); torch.nn.init.zeros_(model.bias)
+Parameter containing:
+tensor([[0., 0., 0.],
+        [0., 0., 0.]], requires_grad=True)
+Parameter containing:
+tensor([0., 0.], requires_grad=True)
+>>> round(penalized_cross_entropy(model, torch.ones(4, 3), torch.tensor([0, 1, 0, 1])).item(), 4)
+0.6931
 """
 
 from __future__ import annotations

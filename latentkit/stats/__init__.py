@@ -33,6 +33,13 @@ Missing values: a NaN in a measure or target makes :func:`correlations` raise (`
 the default: a rank correlation with a NaN is undefined, and a bootstrap over the resamples that
 miss the NaN row would report a finite interval around it) or drop the rows that hold it for that
 (measure, target) pair (``nan_policy="omit"``).
+
+Examples
+--------
+>>> from latentkit.stats import bootstrap_spearman
+>>> r = bootstrap_spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5], n_boot=200)
+>>> round(r['spearman'], 3)
+0.8
 """
 
 from __future__ import annotations

@@ -7,6 +7,14 @@ paired, hierarchical :class:`~latentkit.stats.resampling.ResamplingPlan` shared 
 :func:`add_random_measure` adds the seeded random baseline; the other baselines
 (:data:`BASELINES`) are columns of the results table (``sparsity``, ``ap2``, ``obd`` from
 :func:`latentkit.patterns.obd_saliency`).
+
+Examples
+--------
+>>> import pandas as pd
+>>> from latentkit.stats.comparison import add_random_measure
+>>> df = pd.DataFrame({'ap2': [0.1, 0.2, 0.3]})
+>>> list(add_random_measure(df).columns)
+['ap2', 'random']
 """
 
 from __future__ import annotations

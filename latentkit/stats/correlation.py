@@ -6,6 +6,13 @@ r"""Rank correlations of results tables with percentile bootstrap intervals (tor
   measures with PD per group, at one or several pooling levels;
 * :func:`bootstrap_spearman` -- one Spearman :math:`\rho` with its bootstrap interval and the paired
   interval of a difference.
+
+Examples
+--------
+>>> from latentkit.stats.correlation import spearman_rows
+>>> import numpy as np
+>>> spearman_rows(np.array([[1.0, 2.0, 3.0]]), np.array([[3.0, 2.0, 1.0]])).round(3).tolist()
+[-1.0]
 """
 
 from __future__ import annotations

@@ -18,6 +18,12 @@ transform of a measure gives exactly the same numbers.
 
 The ``_*_arrays`` kernels take a row table and a matrix of measure columns, so
 :mod:`latentkit.stats.resampling` evaluates every measure on the same resampled rows at once.
+
+Examples
+--------
+>>> from latentkit.stats.generalization import AXES
+>>> AXES
+('method', 'sparsity', 'network', 'dataset', 'epoch')
 """
 
 from __future__ import annotations

@@ -12,6 +12,12 @@ identical intervals, and the intervals include the seed variance between trials.
 
 The named statistics are those of :mod:`latentkit.stats.generalization`; :func:`statistics_of`
 evaluates all of them for a matrix of measures at once (one pass of pair construction).
+
+Examples
+--------
+>>> from latentkit.stats.resampling import STATISTICS
+>>> sorted(STATISTICS)
+['Psi', 'cmi', 'sign_error', 'sign_error_worst', 'tau']
 """
 
 from __future__ import annotations

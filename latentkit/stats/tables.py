@@ -4,6 +4,14 @@ r"""Tables of bootstrap Spearman correlations, formatted for reading.
 against every target in one table, each entry ``"rho [low, high]"`` (Spearman's :math:`\rho` on all
 points and its percentile-bootstrap interval), and optionally paired differences
 :math:`\rho^*(x, y) - \rho^*(r, y)` against a reference measure :math:`r` on the same resamples.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from latentkit.stats.tables import spearman_interval_table
+>>> f = pd.DataFrame({'AP2': [1, 2, 3, 4, 5], 'PD': [1, 3, 2, 4, 5]})
+>>> spearman_interval_table(f, ['AP2'], ['PD'], n_boot=100).shape
+(1, 1)
 """
 
 from __future__ import annotations

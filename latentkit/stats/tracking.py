@@ -10,6 +10,12 @@ The fine-tuning chapter's questions beyond the pooled statistics of :mod:`~laten
 * :func:`budget_choices` -- the label-free sparsity choice of
   :func:`latentkit.pruning.sparsity_for_budget` applied to cached divergence curves, next to the
   accuracy loss it leads to.
+
+Examples
+--------
+>>> from latentkit.stats import tracking
+>>> 'within_cell_tau' in tracking.__all__
+True
 """
 
 from __future__ import annotations

@@ -32,6 +32,16 @@ shared-covariance relations), :mod:`~latentkit.theory.student_t`, :mod:`~latentk
 softmax layer's inputs in :mod:`~latentkit.theory.linear`, :mod:`~latentkit.theory.function` (AP3_fn:
 second-order expansion, K-FAC, accuracy bound); private validation of the latent laws in
 ``_laws``.
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.theory import check_gaussian_kl
+>>> from latentkit.latent import IsotropicNormal
+>>> p = IsotropicNormal(torch.zeros(2, dtype=torch.float64), 1.0)
+>>> q = IsotropicNormal(torch.ones(2, dtype=torch.float64), 2.0)
+>>> check_gaussian_kl(p, q).holds
+True
 """
 
 from __future__ import annotations

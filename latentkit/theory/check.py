@@ -3,6 +3,12 @@
 Every check of :mod:`latentkit.theory` returns a :class:`Check`: the two sides of the inequality (or
 the two values of the identity), the relation, whether it held, and the intermediate quantities in
 ``details``; never a bare boolean.
+
+Examples
+--------
+>>> from latentkit.theory.check import RELATIONS
+>>> sorted(RELATIONS)
+['<=', '==', '>=', 'in', '~=']
 """
 
 from __future__ import annotations

@@ -42,6 +42,12 @@ every :math:`t > 0` (split on :math:`m_x \le t`, Markov on :math:`\mathrm{KL}_x`
 
 a bound from AP3_fn and the dense network's margins alone, no labels
 (:func:`check_ap3_fn_accuracy_bound`).
+
+Examples
+--------
+>>> from latentkit.theory import function
+>>> 'check_kfac_ap3_fn' in function.__all__
+True
 """
 
 from __future__ import annotations

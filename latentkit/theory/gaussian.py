@@ -1,5 +1,15 @@
 """Checks of the Gaussian claims: the KL closed form, its decomposition, and the shared-covariance
 relations between AP2 and AP3 (eigenvalue sandwich, the two implications, isotropic proportionality).
+
+Examples
+--------
+>>> import torch
+>>> from latentkit.theory.gaussian import check_kl_decomposition
+>>> from latentkit.latent import IsotropicNormal
+>>> p = IsotropicNormal(torch.zeros(2, dtype=torch.float64), 1.0)
+>>> q = IsotropicNormal(torch.ones(2, dtype=torch.float64), 2.0)
+>>> check_kl_decomposition(p, q).holds
+True
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""Check of the Monte Carlo KL estimator's rate: its error shrinks like n^(-1/2)."""
+"""Check of the Monte Carlo KL estimator's rate: its error shrinks like n^(-1/2).
+
+Examples
+--------
+>>> from latentkit.theory import monte_carlo
+>>> monte_carlo.__all__
+['check_monte_carlo_rate']
+"""
 
 from __future__ import annotations
 

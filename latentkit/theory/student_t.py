@@ -1,4 +1,11 @@
-"""Check of the Student-t limit: the Student-t AP3 tends to the Gaussian AP3 as df grows."""
+"""Check of the Student-t limit: the Student-t AP3 tends to the Gaussian AP3 as df grows.
+
+Examples
+--------
+>>> from latentkit.theory import student_t
+>>> student_t.__all__
+['check_student_t_limit']
+"""
 
 from __future__ import annotations
 

@@ -54,6 +54,12 @@ Data
   2,000).  Classes of one super-class resemble each other, so a
   small CNN learns it well above chance (1 %) but not perfectly.  It is **not**
   natural images: captions must say so.
+
+Examples
+--------
+>>> from latentkit.zoo import NETWORKS, DATASETS
+>>> NETWORKS
+('alexnet', 'vgg16', 'resnet50')
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""What every data set of the zoo shares: :class:`TensorImageDataset`, class counts, the data root."""
+"""What every data set of the zoo shares: :class:`TensorImageDataset`, class counts, the data root.
+
+Examples
+--------
+>>> from latentkit.zoo.base import dataset_num_classes
+>>> dataset_num_classes('cifar10'), dataset_num_classes('cifar100')
+(10, 100)
+"""
 
 from __future__ import annotations
 

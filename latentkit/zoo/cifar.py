@@ -2,6 +2,13 @@
 
 Nothing is downloaded unless asked: :func:`check_cifar_present` names the folder and the missing
 files of an archive that is not there.
+
+Examples
+--------
+>>> from latentkit.zoo.cifar import paper_normalization
+>>> mean, std = paper_normalization('cifar10')
+>>> len(mean), len(std)
+(3, 3)
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""``load_dataset``: one entry point for real CIFAR and the offline stand-ins (see :mod:`latentkit.zoo`)."""
+"""``load_dataset``: one entry point for real CIFAR and the offline stand-ins (see :mod:`latentkit.zoo`).
+
+Examples
+--------
+>>> from latentkit.zoo import data
+>>> data.__all__
+['load_dataset']
+"""
 
 from __future__ import annotations
 

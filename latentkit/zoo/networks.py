@@ -3,6 +3,14 @@
 ``build_model`` builds them, :func:`classifier_layer` (= :func:`latentkit.modules.last_layer`) returns
 the layer the paper prunes, and :func:`feature_extractor` the network up to its input (the
 penultimate features), so that ``logits == classifier(features)``. See :mod:`latentkit.zoo`.
+
+Examples
+--------
+>>> from latentkit.zoo.networks import build_model
+>>> from latentkit.modules import last_layer
+>>> model = build_model('alexnet', num_classes=10)
+>>> last_layer(model)[1].out_features
+10
 """
 
 from __future__ import annotations

@@ -5,6 +5,12 @@
 * ``standin10_digits``: scikit-learn's 1,797 8x8 handwritten digits upsampled (the former
   ``standin10``), a stratified seeded 80/20 split (359 test images);
 * ``standin100``: synthetic coloured gratings, 100 classes (40 training and 20 test images per class).
+
+Examples
+--------
+>>> from latentkit.zoo.standins import MNIST_TEST_PER_CLASS
+>>> MNIST_TEST_PER_CLASS
+100
 """
 
 from __future__ import annotations
