@@ -23,7 +23,8 @@ Examples
 --------
 >>> import torch
 >>> from latentkit.modules import prunable_layers, last_layer
->>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+>>> nn = torch.nn
+>>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
 >>> [name for name, _ in prunable_layers(model)]
 ['0', '2']
 >>> last_layer(model)[0]

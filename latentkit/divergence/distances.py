@@ -2,10 +2,15 @@
 
 Examples
 --------
->>> from latentkit.divergence.distances import tv_bounds
->>> b = tv_bounds(0.02)
->>> type(b).__name__
-'TVBounds'
+>>> import torch
+>>> from latentkit.divergence.distances import hellinger, tv_bounds
+>>> from latentkit.latent import IsotropicNormal
+>>> p = IsotropicNormal(torch.zeros(2, dtype=torch.float64), 1.0)
+>>> q = IsotropicNormal(torch.ones(2, dtype=torch.float64), 1.0)
+>>> round(hellinger(p, p), 6)
+0.0
+>>> round(tv_bounds(0.02).pinsker, 4)
+0.1
 """
 
 from __future__ import annotations

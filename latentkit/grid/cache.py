@@ -131,7 +131,17 @@ class CacheStore:
         path.unlink(missing_ok=True)
 
     def put_json(self, kind: str, key: str, obj: Any) -> Path:
-        """Store ``obj`` as JSON (key order kept: it is the column order of the rows)."""
+        """Store ``obj`` as JSON (key order kept: it is the column order of the rows).
+
+        Parameters
+        ----------
+        kind : str
+            The entry's kind (a sub-folder of the store).
+        key : str
+            The entry's key (its file name).
+        obj : dict, list, str, number or None
+            A JSON-serialisable object.
+        """
         return self.put(kind, key, ".json", json.dumps(obj).encode())
 
     def get_json(self, kind: str, key: str) -> Any:
@@ -140,13 +150,34 @@ class CacheStore:
         return None if payload is None else json.loads(payload.decode())
 
     def put_torch(self, kind: str, key: str, obj: Any) -> Path:
-        """Store ``obj`` with ``torch.save``."""
+        """Store ``obj`` with ``torch.save``.
+
+        Parameters
+        ----------
+        kind : str
+            The entry's kind (a sub-folder of the store).
+        key : str
+            The entry's key (its file name).
+        obj : object
+            Anything ``torch.save`` stores and ``torch.load(weights_only=True)`` reads back (tensors,
+            dicts, lists, numbers).
+        """
         buf = io.BytesIO()
         torch.save(obj, buf)
         return self.put(kind, key, ".pt", buf.getvalue())
 
     def get_torch(self, kind: str, key: str, map_location: Any = "cpu") -> Any:
-        """The object of ``kind/key`` loaded with ``torch.load(weights_only=True)``, or ``None``."""
+        """The object of ``kind/key`` loaded with ``torch.load(weights_only=True)``, or ``None``.
+
+        Parameters
+        ----------
+        kind : str
+            The entry's kind (a sub-folder of the store).
+        key : str
+            The entry's key (its file name).
+        map_location : str, torch.device or callable
+            Passed to ``torch.load``: where the tensors are loaded (default the CPU).
+        """
         payload = self.get(kind, key, ".pt")
         if payload is None:
             return None

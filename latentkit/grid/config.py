@@ -357,5 +357,12 @@ def load_config(
     :func:`config_path`) or a path. ``overrides`` replace fields (e.g.
     ``load_config("quick", networks=["vgg16"])``). The result is validated without checking data
     presence (``run_grid`` does that).
+
+    Parameters
+    ----------
+    source : str, os.PathLike, mapping or ExperimentConfig
+        A shipped config name, a YAML/JSON path, a mapping of fields or a config.
+    **overrides
+        Fields to replace, by name (e.g. ``networks=["vgg16"]``).
     """
     return as_config(source, **overrides).validate(check_data=False)

@@ -29,9 +29,12 @@ Both use the same batches (one seeded permutation per epoch), the same per-epoch
 
 Examples
 --------
->>> from latentkit.grid.engines import ENGINE_CLASSES
->>> sorted(ENGINE_CLASSES)
-['cached', 'exact']
+>>> import torch
+>>> from latentkit.grid.engines import batched_eval
+>>> W, b = torch.eye(2).unsqueeze(0), torch.zeros(1, 2)
+>>> loss, correct = batched_eval(W, b, torch.eye(2), torch.tensor([0, 1]), chunk=1)
+>>> correct.tolist()
+[2]
 """
 
 from __future__ import annotations

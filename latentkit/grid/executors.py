@@ -29,9 +29,9 @@ sees (a shared file system), since the results directory is the store.
 
 Examples
 --------
->>> from latentkit.grid.executors import EXECUTORS
->>> sorted(EXECUTORS)
-['local', 'ray', 'serial']
+>>> from latentkit.grid.executors import make_executor
+>>> type(make_executor('serial')).__name__
+'SerialExecutor'
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ Per epoch ``t`` the cell records
 
 Examples
 --------
->>> from latentkit.grid.measures import EXTRA_MEASURES
->>> type(EXTRA_MEASURES).__name__
-'dict'
+>>> from latentkit.grid.measures import AP3Spec
+>>> AP3Spec('ap3_laplace', fit='laplace').fit
+'laplace'
 """
 
 from __future__ import annotations

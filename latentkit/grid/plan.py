@@ -127,7 +127,21 @@ class GroupPlan:
 def make_plan(
     config: Any, network: str, dataset: str, trial: int, device: torch.device | str | None = None
 ) -> GroupPlan:
-    """Resolve ``config`` (validated) for one group; ``device`` defaults to the config's, resolved."""
+    """Resolve ``config`` (validated) for one group; ``device`` defaults to the config's, resolved.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        A validated grid configuration (see :func:`load_config`).
+    network : str
+        One of ``config.networks``.
+    dataset : str
+        One of ``config.datasets``.
+    trial : int
+        The trial index (0-based).
+    device : torch.device or str, optional
+        None uses the config's device, resolved.
+    """
     kw: dict[str, Any] = {
         "scale": config.preset,
         "weights": config.weights,
@@ -181,7 +195,15 @@ def make_plan(
 
 
 def group_plans(config: Any, device: torch.device | str | None = None) -> list[GroupPlan]:
-    """One :class:`GroupPlan` per (network, dataset, trial) of ``config``, in the grid's order."""
+    """One :class:`GroupPlan` per (network, dataset, trial) of ``config``, in the grid's order.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        A validated grid configuration (see :func:`load_config`).
+    device : torch.device or str, optional
+        Device of every group; None uses the config's, resolved.
+    """
     dev = resolve_device(config.device if device is None else device)
     return [
         make_plan(config, n, d, t, dev)
@@ -329,7 +351,15 @@ def cost_table(
 
 
 def disk_table(config: Any, costs: pd.DataFrame) -> pd.DataFrame:
-    """Cache of dense networks per network: checkpoint size (MB), checkpoints (datasets x trials), GB."""
+    """Cache of dense networks per network: checkpoint size (MB), checkpoints (datasets x trials), GB.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        A validated grid configuration (see :func:`load_config`).
+    costs : pandas.DataFrame
+        :func:`network_costs` of the config's networks (its ``state_bytes`` column).
+    """
     groups = len(config.datasets) * config.trials
     return pd.DataFrame(
         {
@@ -359,6 +389,11 @@ def plan_grid(
 
     ``costs`` (from :func:`network_costs`) skips the FLOP counting; by default the networks are
     counted at the config's preset with the largest class count of its datasets.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        A validated grid configuration (see :func:`load_config`).
     """
     if costs is None:
         costs = config_costs(config)

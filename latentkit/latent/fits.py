@@ -170,7 +170,15 @@ class LaplaceFit:
         return torch.kron(self.G_damped, self.A_damped) if damped else torch.kron(self.G, self.A)
 
     def quadratic(self, delta: Any, damped: bool = False) -> float:
-        """``1/2 vec(D)^T kron(G, A) vec(D) = 1/2 tr(G D A D^T)``: second-order loss increase."""
+        """``1/2 vec(D)^T kron(G, A) vec(D) = 1/2 tr(G D A D^T)``: second-order loss increase.
+
+        Parameters
+        ----------
+        delta : torch.Tensor or array-like, shape (C, in + 1)
+            The weight change :math:`D` (the bias, when fitted, as a last column; see :func:`fold_bias`).
+        damped : bool
+            Use the damped factors (``damping`` added) instead of the raw ones.
+        """
         D = as_tensor(delta, "delta", min_dim=2).to(torch.float64)
         if tuple(D.shape) != self.weight_shape:
             raise ValueError(f"delta must have shape {self.weight_shape}; got {tuple(D.shape)}")

@@ -4,8 +4,9 @@ Examples
 --------
 >>> import torch
 >>> from latentkit.latent.matrix_normal import MatrixNormal
->>> MatrixNormal.__name__
-'MatrixNormal'
+>>> p = MatrixNormal(torch.zeros(2, 3), torch.eye(2), torch.eye(3))
+>>> tuple(p.event_shape), tuple(p.sample().shape)
+((2, 3), (2, 3))
 """
 
 from __future__ import annotations

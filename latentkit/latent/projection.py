@@ -99,6 +99,13 @@ def fold_bias(weight: Any, bias: Any) -> torch.Tensor:
 
     The result ``(C, in + 1)`` is the matrix whose latent law :func:`fit_laplace_linear` (with
     ``bias=True``) describes.
+
+    Parameters
+    ----------
+    weight : torch.Tensor or array-like, shape (C, in)
+        The layer's weight matrix.
+    bias : torch.Tensor or array-like, shape (C,)
+        Its bias, one entry per output row.
     """
     W = as_tensor(weight, "weight", min_dim=2)
     b = as_tensor(bias, "bias", min_dim=1)

@@ -45,6 +45,13 @@ def relocate(dist: Distribution, loc: Any) -> Distribution:
     ``loc`` is reshaped to the law's event shape. Used to split a KL into its mean and covariance
     parts, e.g. ``KL(p || q) = KL(relocate(q, p.loc) || q) + KL(p || relocate(q, p.loc))`` for Gaussians.
 
+    Parameters
+    ----------
+    dist : torch.distributions.Distribution
+        A latent law of :mod:`latentkit.latent` (or torch's full / low-rank Gaussian).
+    loc : torch.Tensor or array-like
+        The new location, with as many entries as the law's event (reshaped to its event shape).
+
     Raises
     ------
     TypeError

@@ -213,6 +213,19 @@ def ap3_fn_quadratic(
     the second-order Taylor term of :func:`ap3_fn` in :math:`D` (the first-order term vanishes:
     KL is minimal at :math:`D = 0`); see :func:`latentkit.theory.check_ap3_fn_expansion`.
 
+    Parameters
+    ----------
+    weight : torch.Tensor or array-like, shape (C, in)
+        The dense layer's weight matrix (``C`` classes, ``in`` features).
+    pruned : torch.Tensor or array-like, shape (C, in)
+        The pruned weight matrix (same shape, dtype and device as ``weight``).
+    features : torch.Tensor or array-like, shape (n, in)
+        The layer's inputs, one row per example.
+    bias : torch.Tensor or array-like, shape (C,), optional
+        The dense layer's bias; None for a layer without bias.
+    pruned_bias : torch.Tensor or array-like, shape (C,), optional
+        The pruned layer's bias; None keeps ``bias``.
+
     Returns
     -------
     float >= 0.
@@ -246,6 +259,19 @@ def obd_saliency(
     diagonal of its Fisher is used, :math:`F_{(c,k),(c,k)} = \mathbb E_x[p_c (1 - p_c) x_k^2]` with
     :math:`p = \operatorname{softmax}(W x + b)` (the diagonal of :func:`ap3_fn_quadratic`'s
     :math:`F`; the bias is held fixed).
+
+    Parameters
+    ----------
+    weight : torch.Tensor or array-like, shape (C, in)
+        The dense layer's weight matrix (``C`` classes, ``in`` features).
+    pruned : torch.Tensor or array-like, shape (C, in)
+        The pruned weight matrix (same shape, dtype and device as ``weight``).
+    fisher : torch.Tensor or array-like, optional
+        The diagonal :math:`F_{jj}` with the weight's shape (give it or ``features``).
+    features : torch.Tensor or array-like, shape (n, in), optional
+        Inputs of a softmax layer ``weight``: the exact diagonal Fisher is used.
+    bias : torch.Tensor or array-like, shape (C,), optional
+        The softmax layer's bias (with ``features``; held fixed).
 
     Returns
     -------

@@ -15,7 +15,8 @@ Examples
 >>> import torch
 >>> from latentkit.pruning import prune
 >>> _ = torch.manual_seed(0)
->>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+>>> nn = torch.nn
+>>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
 >>> result = prune(model, 'lowest', 0.5)
 >>> int((model[2].weight == 0).sum())
 3

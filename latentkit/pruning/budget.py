@@ -15,9 +15,14 @@ is for magnitude pruning under AP2).
 
 Examples
 --------
->>> from latentkit.pruning.budget import BUDGET_MEASURES
->>> BUDGET_MEASURES
-('ap3_fn', 'ap3', 'ap2')
+>>> import torch
+>>> from latentkit.pruning.budget import sparsity_for_budget
+>>> _ = torch.manual_seed(0)
+>>> dense = torch.nn.Linear(4, 3)
+>>> x = torch.randn(16, 4)
+>>> choice = sparsity_for_budget(dense, budget=0.5, features=x)
+>>> type(choice).__name__
+'SparsityChoice'
 """
 
 from __future__ import annotations

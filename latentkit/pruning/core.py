@@ -17,7 +17,8 @@ Examples
 --------
 >>> import torch
 >>> from latentkit.pruning.core import select_layers
->>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+>>> nn = torch.nn
+>>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
 >>> [name for name, _ in select_layers(model, 'last')]
 ['2']
 """
@@ -111,6 +112,11 @@ def sparsity_report(model: nn.Module, layers: LayerSpec = "all") -> pd.DataFrame
 @dataclass
 class PruneResult:
     """What :func:`prune` did.
+
+    Parameters
+    ----------
+    amount : float or int
+        The amount given to :func:`prune` (fraction or count).
 
     Attributes
     ----------
@@ -281,6 +287,10 @@ def prune(
         the global torch RNG (reproducible after ``torch.manual_seed``).
     existing : "compose", "replace" or "error"
         What to do with layers that are already pruned (module docstring).
+    **options
+        Method-specific keywords (e.g. ``q`` and ``epsilon`` for ``lq_adaptive``, ``theta`` for
+        ``spectral``), checked against the method's options
+        (:data:`~latentkit.pruning.methods.OPTION_CHECKS`); unknown ones raise ``TypeError``.
 
     Returns
     -------

@@ -131,6 +131,11 @@ def pruned_copy(
     **options)``; every argument means what it means for :func:`~latentkit.pruning.prune`, which
     also validates them (a model that is not an ``nn.Module`` raises ``TypeError`` here).
 
+    Parameters
+    ----------
+    **options
+        Method-specific keywords, passed to :func:`~latentkit.pruning.prune`.
+
     Returns
     -------
     (nn.Module, PruneResult)

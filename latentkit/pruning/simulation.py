@@ -28,9 +28,10 @@ program (``torch.bmm``); seeded with a ``torch.Generator`` on ``device``.
 
 Examples
 --------
->>> from latentkit.pruning import simulation
->>> simulation.__all__
-['qian_klabjan_simulation']
+>>> from latentkit.pruning.simulation import qian_klabjan_simulation
+>>> t = qian_klabjan_simulation(widths=(8,), trials=2, n_inputs=16)
+>>> len(t) > 0
+True
 """
 
 from __future__ import annotations

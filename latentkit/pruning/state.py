@@ -49,6 +49,17 @@ class PrecomputedMask(torch_prune.BasePruningMethod):
     fresh buffer torch allocates in ``apply``), which saves one tensor of the layer's size.
 
     Attributes ``method`` and ``amount`` record what produced the mask.
+
+    Parameters
+    ----------
+    mask : torch.Tensor
+        The 0/1 mask, with the pruned tensor's shape.
+    method : str
+        Name of the method that computed the mask (recorded).
+    amount : float or int, optional
+        The amount asked for (recorded, not used).
+    inplace : bool
+        Write the product into torch's fresh default mask instead of a new tensor.
     """
 
     PRUNING_TYPE = "global"

@@ -22,7 +22,8 @@ tensor([[0., 0., 0.],
         [0., 0., 0.]], requires_grad=True)
 Parameter containing:
 tensor([0., 0.], requires_grad=True)
->>> round(penalized_cross_entropy(model, torch.ones(4, 3), torch.tensor([0, 1, 0, 1])).item(), 4)
+>>> x, y = torch.ones(4, 3), torch.tensor([0, 1, 0, 1])
+>>> round(penalized_cross_entropy(model, x, y).item(), 4)
 0.6931
 """
 

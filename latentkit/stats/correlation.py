@@ -11,7 +11,8 @@ Examples
 --------
 >>> from latentkit.stats.correlation import spearman_rows
 >>> import numpy as np
->>> spearman_rows(np.array([[1.0, 2.0, 3.0]]), np.array([[3.0, 2.0, 1.0]])).round(3).tolist()
+>>> x, y = np.array([[1.0, 2.0, 3.0]]), np.array([[3.0, 2.0, 1.0]])
+>>> spearman_rows(x, y).round(3).tolist()
 [-1.0]
 """
 

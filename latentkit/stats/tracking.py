@@ -13,9 +13,11 @@ The fine-tuning chapter's questions beyond the pooled statistics of :mod:`~laten
 
 Examples
 --------
->>> from latentkit.stats import tracking
->>> 'within_cell_tau' in tracking.__all__
-True
+>>> import pandas as pd
+>>> from latentkit.stats.tracking import tau_by_group
+>>> df = pd.DataFrame({'g': ['a'] * 4, 'ap2': [1, 2, 3, 4], 'pd_test': [1, 2, 4, 3]})
+>>> tau_by_group(df, ['ap2'], 'pd_test', ['g']).shape[0]
+1
 """
 
 from __future__ import annotations

@@ -45,8 +45,12 @@ a bound from AP3_fn and the dense network's margins alone, no labels
 
 Examples
 --------
->>> from latentkit.theory import function
->>> 'check_kfac_ap3_fn' in function.__all__
+>>> import torch
+>>> w = torch.arange(1.0, 13.0).reshape(3, 4)
+>>> wp = w * (w.abs() > 4)
+>>> from latentkit.theory.function import check_ap3_fn_accuracy_bound
+>>> x = torch.eye(4, dtype=torch.float64)
+>>> check_ap3_fn_accuracy_bound(w.double(), wp.double(), x).holds
 True
 """
 
@@ -97,6 +101,18 @@ def check_ap3_fn_expansion(
     :math:`|\text{exact} - \text{quadratic}|` per step, and ``error_order``, the slope of
     :math:`\log \text{error}` in :math:`\log t` between the last two steps (3 for an :math:`O(t^3)`
     remainder).
+
+    Parameters
+    ----------
+    weight : torch.Tensor or array-like, shape (C, in)
+        The dense layer's weight matrix (``C`` classes, ``in`` features).
+    features : torch.Tensor or array-like, shape (n, in)
+        The layer's inputs, one row per example.
+    direction : torch.Tensor or array-like, shape (C, in) or (C, in + 1), optional
+        The direction :math:`D` (the bias column included when ``bias`` is given); None draws a seeded
+        standard normal.
+    bias : torch.Tensor or array-like, shape (C,), optional
+        The dense layer's bias; None for a layer without bias.
     """
     rtol = check_positive(rtol, "rtol")
     W, X = _folded(weight, features, bias)
@@ -150,6 +166,17 @@ def check_kfac_ap3_fn(
     two Kronecker latents (:func:`~latentkit.patterns.ap3`, ``damping`` on both factors), the spread
     :math:`\max_x \lVert p(x) - \bar p \rVert_\infty`, the ratio K-FAC / exact and the dropped term
     (exact - K-FAC).
+
+    Parameters
+    ----------
+    weight : torch.Tensor or array-like, shape (C, in)
+        The dense layer's weight matrix (``C`` classes, ``in`` features).
+    pruned : torch.Tensor or array-like, shape (C, in)
+        The pruned weight matrix (same shape, dtype and device as ``weight``).
+    features : torch.Tensor or array-like, shape (n, in)
+        The layer's inputs, one row per example.
+    bias : torch.Tensor or array-like, shape (C,), optional
+        The dense layer's bias; None for a layer without bias.
     """
     rtol = check_positive(rtol, "rtol")
     damping = check_positive(damping, "damping")
@@ -201,6 +228,21 @@ def check_ap3_fn_accuracy_bound(
     minimised over :math:`t` at the margins themselves (where the step function jumps) -- see the
     module docstring for the derivation. ``details``: AP3_fn, the intermediate Pinsker bound
     :math:`P(m_x \le \sqrt{2\,\mathrm{KL}_x})`, the minimising ``t``, the accuracy change.
+
+    Parameters
+    ----------
+    weight : torch.Tensor or array-like, shape (C, in)
+        The dense layer's weight matrix (``C`` classes, ``in`` features).
+    pruned : torch.Tensor or array-like, shape (C, in)
+        The pruned weight matrix (same shape, dtype and device as ``weight``).
+    features : torch.Tensor or array-like, shape (n, in)
+        The layer's inputs, one row per example.
+    bias : torch.Tensor or array-like, shape (C,), optional
+        The dense layer's bias; None for a layer without bias.
+    pruned_bias : torch.Tensor or array-like, shape (C,), optional
+        The pruned layer's bias; None keeps ``bias``.
+    labels : torch.Tensor or array-like, shape (n,), optional
+        True classes of ``features``: the accuracy change is reported in ``details`` too.
     """
     W, X = _folded(weight, features, bias)
     Wt, _ = _folded(pruned, features, pruned_bias if pruned_bias is not None else bias)

@@ -8,7 +8,8 @@ Examples
 --------
 >>> import torch
 >>> from latentkit.theory.linear import softmax_cross_entropy
->>> round(softmax_cross_entropy(torch.zeros(2, 3), torch.ones(4, 3), torch.tensor([0, 1, 0, 1])), 4)
+>>> x, y = torch.ones(4, 3), torch.tensor([0, 1, 0, 1])
+>>> round(softmax_cross_entropy(torch.zeros(2, 3), x, y), 4)
 0.6931
 """
 

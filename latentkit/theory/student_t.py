@@ -2,9 +2,12 @@
 
 Examples
 --------
->>> from latentkit.theory import student_t
->>> student_t.__all__
-['check_student_t_limit']
+>>> import torch
+>>> w = torch.arange(1.0, 13.0).reshape(3, 4)
+>>> wp = w * (w.abs() > 4)
+>>> from latentkit.theory.student_t import check_student_t_limit
+>>> check_student_t_limit(w.double(), wp.double(), dfs=(4.0, 4096.0)).holds
+True
 """
 
 from __future__ import annotations

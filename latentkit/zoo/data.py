@@ -2,9 +2,10 @@
 
 Examples
 --------
->>> from latentkit.zoo import data
->>> data.__all__
-['load_dataset']
+>>> from latentkit.zoo.data import load_dataset
+>>> ds = load_dataset('standin10', 'test', max_samples=8)
+>>> len(ds)
+8
 """
 
 from __future__ import annotations
