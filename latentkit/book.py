@@ -198,6 +198,11 @@ def value_text(value: Any) -> str:
 
     A list of mappings (AP3 specs) becomes their ``name`` fields (``"?"`` for a spec without one), a
     mapping ``"k: v, ..."``, any other list ``"a, b, ..."``; everything else ``str(value)``.
+
+    Parameters
+    ----------
+    value : object
+        A config value: a list of AP3 specs, a mapping, a list, or anything with a ``str``.
     """
     if isinstance(value, list) and value and isinstance(value[0], dict):
         return ", ".join(v.get("name", "?") for v in value)

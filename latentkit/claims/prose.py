@@ -175,7 +175,13 @@ def accuracy_change_summary(df: pd.DataFrame, epochs: Sequence[int] | None = Non
 
 
 def change_sentence(row: Any) -> str:
-    """One sentence from a row of :func:`accuracy_change_summary` (a Series or a namedtuple)."""
+    """One sentence from a row of :func:`accuracy_change_summary` (a Series or a namedtuple).
+
+    Parameters
+    ----------
+    row : pandas.Series or namedtuple
+        One row of :func:`accuracy_change_summary`.
+    """
     get = row.get if isinstance(row, dict | pd.Series) else lambda k: getattr(row, k)
     n, gains, losses, same = (int(get(k)) for k in ("cells", "gains", "losses", "unchanged"))
     e = int(get("epoch"))

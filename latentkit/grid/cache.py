@@ -51,6 +51,11 @@ def config_hash(obj: Any) -> str:
 
     ``sha256(json.dumps(canonical(obj), sort_keys=True, separators=(",", ":")))``: mappings are
     key-order independent, floats are hashed by their exact ``repr``.
+
+    Parameters
+    ----------
+    obj : dict, list, str, number, bool or None
+        A JSON-serialisable object (nested mappings and sequences allowed).
     """
     text = json.dumps(_canonical(obj), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:24]

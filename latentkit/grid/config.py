@@ -263,7 +263,13 @@ class ExperimentConfig:
         return d
 
     def replace(self, **changes: Any) -> ExperimentConfig:
-        """A copy with some fields changed."""
+        """A copy with some fields changed.
+
+        Parameters
+        ----------
+        **changes
+            Fields to change, by name; the copy is rebuilt with :meth:`from_dict`.
+        """
         d = self.to_dict()
         d.update(changes)
         return ExperimentConfig.from_dict(d)

@@ -32,7 +32,8 @@ Examples
 >>> import torch
 >>> from latentkit.grid.engines import batched_eval
 >>> W, b = torch.eye(2).unsqueeze(0), torch.zeros(1, 2)
->>> loss, correct = batched_eval(W, b, torch.eye(2), torch.tensor([0, 1]), chunk=1)
+>>> X, y = torch.eye(2), torch.tensor([0, 1])
+>>> loss, correct = batched_eval(W, b, X, y, chunk=1)
 >>> correct.tolist()
 [2]
 """

@@ -113,6 +113,11 @@ def parse_ap3_spec(spec: Any) -> AP3Spec:
     :data:`AP3_KEYS`; ``family`` from :data:`latentkit.options.FAMILIES`; ``fit`` absent or from
     :data:`latentkit.options.FITS`; ``damping`` (> 0, default 1e-3) only together with ``fit: laplace``.
 
+    Parameters
+    ----------
+    spec : mapping
+        One entry of a config's ``ap3`` list (keys of :data:`AP3_KEYS`).
+
     Raises
     ------
     ValueError

@@ -218,6 +218,11 @@ def grid_size(config: Any) -> dict[str, int]:
 
     ``groups = networks x datasets x trials``; ``cells = groups x methods x sparsities``;
     ``rows = cells x (finetune_epochs + 1)``.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        A validated grid configuration (see :func:`load_config`).
     """
     groups = len(config.networks) * len(config.datasets) * config.trials
     cells = groups * len(config.methods) * len(config.sparsities)
@@ -371,7 +376,13 @@ def disk_table(config: Any, costs: pd.DataFrame) -> pd.DataFrame:
 
 
 def config_costs(config: Any) -> pd.DataFrame:
-    """:func:`network_costs` of a config's networks at its preset, for its datasets' largest class count."""
+    """:func:`network_costs` of a config's networks at its preset, for its datasets' largest class count.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        A validated grid configuration (see :func:`load_config`).
+    """
     num_classes = max(zoo.dataset_num_classes(ds) for ds in config.datasets)
     return network_costs(config.networks, preset=config.preset, num_classes=num_classes)
 

@@ -242,6 +242,11 @@ def config_table(config: Any) -> pd.DataFrame:
     ``fine-tune lr``, ``batch`` (dense/fine-tune), ``methods``, ``sparsities``, ``trials``,
     ``engine``, ``AP3 latents`` and ``data subset`` (``max_train_samples``/``max_test_samples``,
     "all" when unset) -- what a chapter shows before its figures.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        The grid configuration to show (see :func:`latentkit.grid.load_config`).
     """
     for attr in ("networks", "datasets", "per_network", "methods", "sparsities", "ap3", "preset"):
         if not hasattr(config, attr):

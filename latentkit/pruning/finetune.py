@@ -15,7 +15,8 @@ Examples
 --------
 >>> import torch
 >>> from latentkit.pruning.finetune import freeze_all_but
->>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+>>> nn = torch.nn
+>>> model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
 >>> len(freeze_all_but(model, ['1.weight']))
 1
 """

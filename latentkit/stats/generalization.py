@@ -22,9 +22,10 @@ The ``_*_arrays`` kernels take a row table and a matrix of measure columns, so
 Examples
 --------
 >>> import pandas as pd
->>> df = pd.DataFrame({'method': ['a', 'a', 'b', 'b'], 'sparsity': [0.1, 0.5, 0.1, 0.5],
-...                    'ap2': [1.0, 2.0, 1.5, 3.0], 'pd_test': [0.5, 2.0, 1.0, 4.0]})
-...
+>>> df = pd.DataFrame({'method': ['a', 'a', 'b', 'b'],
+...                    'sparsity': [0.1, 0.5, 0.1, 0.5],
+...                    'ap2': [1.0, 2.0, 1.5, 3.0],
+...                    'pd_test': [0.5, 2.0, 1.0, 4.0]})
 >>> from latentkit.stats.generalization import granulated_kendall
 >>> axes = ('method', 'sparsity')
 >>> r = granulated_kendall(df, 'ap2', 'pd_test', axes=axes, trial=None)

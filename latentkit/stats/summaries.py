@@ -4,10 +4,11 @@ Examples
 --------
 >>> import pandas as pd
 >>> from latentkit.stats.summaries import summarize
->>> cell = {'network': 'a', 'dataset': 'd', 'method': 'm', 'sparsity': 0.5, 'epoch': 0}
->>> df = pd.DataFrame([dict(cell, trial=t, pd_test=1.0 + 2 * t, pd_train=1.0 + t,
-...                         test_acc=0.9 - t / 10, ap2=0.1 + t / 10) for t in (0, 1)])
-...
+>>> cell = {'network': 'a', 'dataset': 'd', 'method': 'm', 'sparsity': 0.5,
+...         'epoch': 0}
+>>> rows = [dict(cell, trial=t, pd_test=1.0 + 2 * t, pd_train=1.0 + t,
+...              test_acc=0.9 - t / 10, ap2=0.1 + t / 10) for t in (0, 1)]
+>>> df = pd.DataFrame(rows)
 >>> round(float(summarize(df)['pd_test'].iloc[0]), 2)
 2.0
 """

@@ -15,7 +15,8 @@ Examples
 --------
 >>> import pandas as pd
 >>> from latentkit.stats.tracking import tau_by_group
->>> df = pd.DataFrame({'g': ['a'] * 4, 'ap2': [1, 2, 3, 4], 'pd_test': [1, 2, 4, 3]})
+>>> df = pd.DataFrame({'g': ['a'] * 4, 'ap2': [1, 2, 3, 4],
+...                    'pd_test': [1, 2, 4, 3]})
 >>> tau_by_group(df, ['ap2'], 'pd_test', ['g']).shape[0]
 1
 """
