@@ -59,7 +59,13 @@ def dataset_views(plan: GroupPlan) -> dict[str, torch.utils.data.Dataset]:
 
 
 def is_tensor_dataset(ds: Any) -> bool:
-    """Whether ``ds`` is an in-memory tensor dataset (the stand-ins, quick preset)."""
+    """Whether ``ds`` is an in-memory tensor dataset (the stand-ins, quick preset).
+
+    Parameters
+    ----------
+    ds : object
+        Any dataset.
+    """
     return isinstance(ds, zoo.TensorImageDataset)
 
 
@@ -89,6 +95,11 @@ def batches(
 
     Tensor datasets are sliced directly (``augment_gen``: :func:`shift_flip` each batch); other
     datasets go through a ``DataLoader`` with ``num_workers`` workers.
+
+    Parameters
+    ----------
+    ds : torch.utils.data.Dataset
+        A dataset of ``(image, label)`` pairs (an in-memory tensor dataset or a CIFAR view).
     """
     n = len(ds)
     if is_tensor_dataset(ds):
@@ -115,7 +126,13 @@ def batches(
 
 
 def labels(ds: Any, device: torch.device) -> torch.Tensor:
-    """All labels of ``ds`` (int64, on ``device``) in dataset order."""
+    """All labels of ``ds`` (int64, on ``device``) in dataset order.
+
+    Parameters
+    ----------
+    ds : torch.utils.data.Dataset
+        A dataset of ``(image, label)`` pairs (an in-memory tensor dataset or a CIFAR view).
+    """
     if is_tensor_dataset(ds):
         return ds.targets.to(device)
     base, idx = (ds.dataset, ds.indices) if isinstance(ds, torch.utils.data.Subset) else (ds, None)

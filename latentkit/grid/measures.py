@@ -156,7 +156,13 @@ def parse_ap3_spec(spec: Any) -> AP3Spec:
 
 
 def parse_ap3(specs: Any) -> tuple[AP3Spec, ...]:
-    """Parse the ``ap3`` list of a config (:func:`parse_ap3_spec` each; names unique)."""
+    """Parse the ``ap3`` list of a config (:func:`parse_ap3_spec` each; names unique).
+
+    Parameters
+    ----------
+    specs : sequence of mappings
+        The config's ``ap3`` entries (see :func:`parse_ap3_spec`).
+    """
     if isinstance(specs, (str, Mapping)) or not isinstance(specs, Sequence):
         raise ValueError(f"ap3 must be a list of mappings; got {specs!r}")
     parsed = tuple(parse_ap3_spec(s) for s in specs)

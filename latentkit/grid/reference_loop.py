@@ -73,6 +73,13 @@ def running_epoch(
               \text{acc} = \frac{100}{N} \sum_b \#\{i \in b : \arg\max f(x_i) = y_i\}
 
     with each batch's outputs taken *before* its update (the reference's train accuracy).
+
+    Parameters
+    ----------
+    opt : torch.optim.Optimizer
+        The optimizer of ``model`` (its learning rate is set to ``lr``).
+    ds : torch.utils.data.Dataset
+        A dataset of ``(image, label)`` pairs (an in-memory tensor dataset or a CIFAR view).
     """
     loss, correct, n = _running_counts(model, opt, ds, batch_size, lr, g, aug_g, plan)
     return loss, 100.0 * correct / max(n, 1)

@@ -71,7 +71,13 @@ def warmup_cosine_lr(base_lr: float, epoch: int, epochs: int, warmup: int = 0) -
 @torch.no_grad()
 def evaluate_counts(model: nn.Module, ds: Any, plan: GroupPlan) -> tuple[float, int, int]:
     """Mean cross-entropy, number of correct predictions and number of images of ``model`` (eval
-    mode) on ``ds`` (batches of ``plan.eval_batch_size`` on ``plan.device``)."""
+    mode) on ``ds`` (batches of ``plan.eval_batch_size`` on ``plan.device``).
+
+    Parameters
+    ----------
+    ds : torch.utils.data.Dataset
+        A dataset of ``(image, label)`` pairs (an in-memory tensor dataset or a CIFAR view).
+    """
     model.eval()
     loss, correct, n = 0.0, 0, 0
     for x, y in batches(ds, plan.eval_batch_size, None, plan.device, plan.num_workers):
@@ -83,7 +89,13 @@ def evaluate_counts(model: nn.Module, ds: Any, plan: GroupPlan) -> tuple[float, 
 
 
 def evaluate(model: nn.Module, ds: Any, plan: GroupPlan) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (%, ``100 * correct / n``) of :func:`evaluate_counts`."""
+    """Mean cross-entropy and accuracy (%, ``100 * correct / n``) of :func:`evaluate_counts`.
+
+    Parameters
+    ----------
+    ds : torch.utils.data.Dataset
+        A dataset of ``(image, label)`` pairs (an in-memory tensor dataset or a CIFAR view).
+    """
     loss, correct, n = evaluate_counts(model, ds, plan)
     return loss, 100.0 * correct / n
 
@@ -100,7 +112,15 @@ def sgd_epoch(
 ) -> float:
     """One epoch of cross-entropy training at learning rate ``lr`` over ``ds`` in the order drawn from
     ``g`` (the model's train/eval mode is the caller's choice); returns the mean batch loss.
-    Dense training and the exact fine-tuning engine share it."""
+    Dense training and the exact fine-tuning engine share it.
+
+    Parameters
+    ----------
+    opt : torch.optim.Optimizer
+        The optimizer of ``model`` (its learning rate is set to ``lr``).
+    ds : torch.utils.data.Dataset
+        A dataset of ``(image, label)`` pairs (an in-memory tensor dataset or a CIFAR view).
+    """
     tot, nb = 0.0, 0
     for loss, _, _ in sgd_steps(model, opt, ds, batch_size, lr, g, aug_g, plan):
         tot += float(loss.detach())
@@ -120,7 +140,15 @@ def sgd_steps(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The steps of one epoch: set ``lr``, draw the order from ``g``, and per batch one SGD step on
     the cross-entropy; yields ``(loss, outputs, labels)`` of each batch, the outputs taken before
-    its update. :func:`sgd_epoch` and the reference loop's running epoch both walk these steps."""
+    its update. :func:`sgd_epoch` and the reference loop's running epoch both walk these steps.
+
+    Parameters
+    ----------
+    opt : torch.optim.Optimizer
+        The optimizer of ``model`` (its learning rate is set to ``lr``).
+    ds : torch.utils.data.Dataset
+        A dataset of ``(image, label)`` pairs (an in-memory tensor dataset or a CIFAR view).
+    """
     for group in opt.param_groups:
         group["lr"] = lr
     order = torch.randperm(len(ds), generator=g)
@@ -242,7 +270,13 @@ def dense_model(
 
 @torch.no_grad()
 def features(model: nn.Module, ds: Any, plan: GroupPlan) -> torch.Tensor:
-    """Penultimate features ``(N, F)`` (float32, on ``plan.device``) of ``model`` in eval mode."""
+    """Penultimate features ``(N, F)`` (float32, on ``plan.device``) of ``model`` in eval mode.
+
+    Parameters
+    ----------
+    ds : torch.utils.data.Dataset
+        A dataset of ``(image, label)`` pairs (an in-memory tensor dataset or a CIFAR view).
+    """
     model.eval()
     fx = zoo.feature_extractor(model)
     chunks = [

@@ -324,7 +324,14 @@ CROSS_FIELD_RULES: tuple[Callable[[Any], str | None], ...] = (
 
 # ============================================================================================ entry points
 def per_network_value(value: Any, key: str, network: str, dataset: str | None = None) -> Any:
-    """Resolve a per-network field: ``"<network>/<dataset>"`` wins over ``"<network>"``; a number is global"""
+    """Resolve a per-network field: ``"<network>/<dataset>"`` wins over ``"<network>"``; a number is global
+
+    Parameters
+    ----------
+    value : number or mapping
+        The field's value: one number for every network, or a mapping ``"<network>"`` /
+        ``"<network>/<dataset>"`` -> number.
+    """
     if isinstance(value, Mapping):
         if dataset is not None and f"{network}/{dataset}" in value:
             return value[f"{network}/{dataset}"]
@@ -336,7 +343,13 @@ def per_network_value(value: Any, key: str, network: str, dataset: str | None = 
 
 def validate_config(config: Any) -> None:
     """Check every field of ``config`` (:data:`CONSTRAINTS`), the cross-field rules, the AP3 entries
-    and the device; raise ``ValueError``/``TypeError`` naming the key at the first problem."""
+    and the device; raise ``ValueError``/``TypeError`` naming the key at the first problem.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        The grid configuration to check.
+    """
     fields = [f.name for f in dataclasses.fields(config)]
     missing = sorted(set(fields) - set(CONSTRAINTS))
     if missing:  # a new field must come with its constraint
@@ -353,7 +366,13 @@ def validate_config(config: Any) -> None:
 
 def check_data_present(config: Any) -> None:
     """Raise ``FileNotFoundError`` for a missing CIFAR archive (without ``download``) or missing
-    ImageNet weights (without ``allow_download``), naming what is missing and where it was looked for."""
+    ImageNet weights (without ``allow_download``), naming what is missing and where it was looked for.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        A validated grid configuration (see :func:`load_config`).
+    """
     root = zoo.default_data_root() if config.data_root is None else Path(config.data_root).expanduser()
     for ds in config.datasets:
         if ds.startswith("cifar") and not config.download:

@@ -65,7 +65,13 @@ Group = Sequence[tuple[str, nn.Module]]
 # amounts
 # ----------------------------------------------------------------------------------------------
 def check_amount(amount: Any) -> int | float:
-    """``amount`` as a count (int >= 0) or a fraction (float in [0, 1]); bools and strings are refused."""
+    """``amount`` as a count (int >= 0) or a fraction (float in [0, 1]); bools and strings are refused.
+
+    Parameters
+    ----------
+    amount : int or float
+        A count (int >= 0) or a fraction (float in [0, 1]).
+    """
     if isinstance(amount, bool):
         raise TypeError("amount must be a fraction (float in [0, 1]) or a count (int >= 0); got a bool")
     if isinstance(amount, (numbers.Integral, np.integer)):

@@ -139,6 +139,11 @@ def share_mask(owner: nn.Module, others: Sequence[tuple[str, nn.Module]], method
 
     Any pruning state of the others is dropped first (they share the owner's tensor, so the owner's
     mask, computed among the weights still present, already composes with it).
+
+    Parameters
+    ----------
+    amount : int or float
+        The amount recorded on the shared pruning method (see :class:`PrecomputedMask`).
     """
     orig = owner._parameters["weight_orig"]
     mask = owner._buffers["weight_mask"]
@@ -160,7 +165,13 @@ def share_mask(owner: nn.Module, others: Sequence[tuple[str, nn.Module]], method
 
 
 def check_same_existing(owner: str, cand: Any, members: Sequence[tuple[str, nn.Module]]) -> None:
-    """Raise ``ValueError`` if a module tied to ``owner`` carries a different mask than the owner's."""
+    """Raise ``ValueError`` if a module tied to ``owner`` carries a different mask than the owner's.
+
+    Parameters
+    ----------
+    cand : torch.Tensor or None
+        The owner's existing mask (None when the owner is not pruned yet).
+    """
     for n, m in members:
         other = pruning_mask(m)
         same = (cand is None and other is None) or (
