@@ -12,7 +12,9 @@
 ``python -m latentkit report DIR [--n-boot N]``
     Reads ``DIR/results.csv`` (and ``DIR/dense.csv``) and writes ``DIR/report/``: ``summary.csv``,
     ``correlations.csv`` (levels cells / epochs / within), ``claims.csv`` (the paper's claims as
-    verdicts), ``summary.txt`` and the book's figures (:func:`latentkit.report.write_report`).
+    verdicts), for a reference-mode run ``reference_rescale.csv`` (AP2 rescaled to a maximum of 3.8
+    per run, as the reference code plots it), ``summary.txt`` and the book's figures
+    (:func:`latentkit.report.write_report`).
 ``python -m latentkit plan CONFIG [--tflops T] [--loader-images-per-worker R]``
     Prints what the grid costs before it runs (:func:`latentkit.grid.plan_grid`): cells, result
     rows, GPU-hours per network and phase at the stated throughput, and the disk the dense cache takes.

@@ -9,11 +9,13 @@ This module is at the bottom of the import layers: it imports nothing from laten
 
 Examples
 --------
->>> from latentkit.options import PRUNING_METHODS, PRESETS
+>>> from latentkit.options import PRUNING_METHODS, PRESETS, REFERENCE_ROLES
 >>> 'lowest' in PRUNING_METHODS
 True
 >>> PRESETS
 ('quick', 'paper')
+>>> REFERENCE_ROLES['highest_reference']
+'highest'
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "PROJECTIONS",
     "PRUNING_METHODS",
     "PRUNING_SCOPES",
+    "REFERENCE_ROLES",
     "VERDICTS",
 ]
 
@@ -71,8 +74,18 @@ PRUNING_METHODS = (
 PAPER_METHODS = ("lowest", "random", "highest")
 #: Methods a grid may run on the last layer (spectral needs the layer's inputs, which the grid does not give).
 GRID_METHODS = tuple(m for m in PRUNING_METHODS if m != "spectral")
-#: Display order of methods in figures and tables: the paper's three, then the others.
-METHOD_ORDER = PAPER_METHODS + tuple(m for m in GRID_METHODS if m not in PAPER_METHODS)
+#: The paper role (one of :data:`PAPER_METHODS`) each method of the authors' reference code plays in
+#: reference mode (``latentkit/configs/reference.yaml``): ``highest_reference`` (their corrupted
+#: highest-magnitude pruning) stands in for ``highest``, ``random_reference`` (their fixed-seed random
+#: mask) for ``random``. The one home of "which method plays which paper role": the paper's own methods
+#: play themselves, every other method plays none. :func:`latentkit.claims.paper_roles` applies it to
+#: the methods of a table (preferring the paper's own method where both are present).
+REFERENCE_ROLES: dict[str, str] = {"random_reference": "random", "highest_reference": "highest"}
+#: Display order of methods in figures and tables: the paper's three, each followed by the reference
+#: methods that play its role (:data:`REFERENCE_ROLES`), then the others.
+METHOD_ORDER = tuple(
+    m for p in PAPER_METHODS for m in (p, *(r for r in GRID_METHODS if REFERENCE_ROLES.get(r) == p))
+) + tuple(m for m in GRID_METHODS if m not in PAPER_METHODS and m not in REFERENCE_ROLES)
 #: Scope of a magnitude threshold: per layer or one threshold over all pruned layers.
 PRUNING_SCOPES = ("layer", "global")
 #: What :func:`latentkit.pruning.prune` does with a module that already carries a mask.

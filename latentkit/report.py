@@ -7,7 +7,12 @@
 * ``correlations.csv`` -- Spearman/Kendall correlations of every AP measure with ``pd_test`` and
   ``pd_train`` at the levels cells / epochs / within (:func:`latentkit.stats.correlations`);
 * ``claims.csv`` -- the paper's claims as verdicts (:func:`latentkit.claims.paper_claims`);
-* ``summary.txt`` -- the three tables as text;
+* ``reference_rescale.csv`` -- only for a reference-mode run (:func:`reference_mode`): AP2 rescaled
+  as the reference code plots it, to a maximum of 3.8 per (network, dataset, method, trial)
+  (:func:`latentkit.stats.reference_rescale`), one row per (network, dataset, method, trial,
+  sparsity, epoch) with ``ap2`` and ``ap2_ref``;
+* ``summary.txt`` -- the tables as text (a reference-mode run: also the rescaled AP2 at the last
+  epoch);
 * ``curves_<network>_<dataset>.png`` (AP and PD over the fine-tuning epochs,
   :func:`latentkit.plots.ap_pd_curves`) and ``dense_curves_<network>.png``
   (:func:`latentkit.plots.dense_curves`).
@@ -18,30 +23,41 @@ torch: the report needs only the results tables (``python -m latentkit report DI
 Examples
 --------
 >>> import pandas as pd
->>> from latentkit.report import format_table
+>>> from latentkit.report import format_table, reference_mode
 >>> print(format_table(pd.DataFrame({'rho': [0.5, -0.25]})))
   rho
   0.5
 -0.25
+>>> reference_mode({'finetune_protocol': 'reference'}, ['lowest'])
+(True, "config.yaml has finetune_protocol: 'reference'")
+>>> reference_mode(None, ['lowest', 'random_reference'])[0]
+True
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import yaml
 from matplotlib.figure import Figure
 
 from . import plots
 from ._checks import check_int
 from .claims import paper_claims
-from .options import CORRELATION_LEVELS
-from .stats import correlations, summarize
+from .options import CORRELATION_LEVELS, FINETUNE_PROTOCOLS, REFERENCE_ROLES
+from .stats import correlations, reference_rescale, summarize
 
-__all__ = ["format_table", "write_report"]
+__all__ = ["format_table", "reference_mode", "write_report"]
+
+#: The reference code's maximum of every run's AP2 curve (:func:`latentkit.stats.reference_rescale`).
+REFERENCE_AP2_MAX = 3.8
+#: Columns of ``reference_rescale.csv``: the keys of one point, then AP2 and its rescaled value.
+_RESCALE_COLUMNS = ["network", "dataset", "method", "trial", "sparsity", "epoch", "ap2", "ap2_ref"]
 
 #: Columns the report needs in ``results.csv`` (``ap3_*`` measures and ``scale`` are optional).
 _RESULT_COLUMNS = (
@@ -64,8 +80,17 @@ def format_table(df: pd.DataFrame) -> str:
     return df.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
-def _write_text(rep: Path, summary: pd.DataFrame, corr: pd.DataFrame, verdicts: pd.DataFrame) -> Path:
-    """``summary.txt``: the summary, the cells/epochs correlations and the verdicts as text."""
+def _write_text(
+    rep: Path,
+    summary: pd.DataFrame,
+    corr: pd.DataFrame,
+    verdicts: pd.DataFrame,
+    rescaled: pd.DataFrame | None = None,
+    rule: str = "",
+) -> Path:
+    """``summary.txt``: the summary, the cells/epochs correlations and the verdicts as text; with
+    ``rescaled`` (a reference-mode run, decided by ``rule``) also the trial means of the rescaled AP2
+    at the last epoch."""
     path = rep / "summary.txt"
     with open(path, "w") as f:
         f.write("Last epoch, trial means (accuracy in %, PD in percentage points)\n")
@@ -73,7 +98,90 @@ def _write_text(rep: Path, summary: pd.DataFrame, corr: pd.DataFrame, verdicts: 
         f.write(format_table(corr[corr["level"] != "within"].drop(columns=["note"])) + "\n")
         f.write("\nThe paper's claims (latentkit.claims.paper_claims)\n")
         f.write(format_table(verdicts[["claim", "measure", "passed", "tests", "verdict"]]) + "\n")
+        if rescaled is not None:
+            last = rescaled[rescaled["epoch"] == rescaled["epoch"].max()]
+            means = (
+                last.groupby(["network", "dataset", "method", "sparsity", "epoch"], sort=False)[
+                    ["ap2", "ap2_ref"]
+                ]
+                .mean()
+                .reset_index()
+            )
+            f.write(
+                f"\nReference mode ({rule}): AP2 rescaled as the reference code plots it, to a "
+                f"maximum of {REFERENCE_AP2_MAX:g} per (network, dataset, method, trial) "
+                "(latentkit.stats.reference_rescale; every point in reference_rescale.csv); "
+                "last epoch, trial means\n"
+            )
+            f.write(format_table(means) + "\n")
     return path
+
+
+def reference_mode(config: Mapping[str, Any] | None, methods: Iterable[str]) -> tuple[bool, str]:
+    """Whether a grid's results come from a reference-mode run, and which rule decided it.
+
+    The run's own config decides: a reference-mode run (``latentkit/configs/reference.yaml``) has
+    ``finetune_protocol: reference``; a config without the key ran the default protocol
+    (``latentkit``). Without a config (``config=None``: no ``config.yaml``) the methods decide: a
+    reference method (:data:`latentkit.options.REFERENCE_ROLES`: ``highest_reference``,
+    ``random_reference``) marks the run as reference mode.
+
+    Parameters
+    ----------
+    config : mapping or None
+        The run's ``config.yaml`` as read by :func:`yaml.safe_load`, or ``None`` when there is none.
+    methods : iterable of str
+        The methods of the results table (its ``method`` column).
+
+    Returns
+    -------
+    (bool, str)
+        Reference mode or not, and the rule that decided it, in words (for ``summary.txt``).
+
+    Raises
+    ------
+    TypeError
+        ``config`` neither a mapping nor None, ``methods`` a single string.
+    ValueError
+        ``finetune_protocol`` not one of :data:`latentkit.options.FINETUNE_PROTOCOLS`.
+    """
+    if isinstance(methods, str):
+        raise TypeError(f"methods must be an iterable of method names, not the string {methods!r}")
+    if config is None:
+        found = sorted({str(m) for m in methods} & set(REFERENCE_ROLES))
+        if found:
+            return True, f"no config.yaml; the table has reference method(s) {found}"
+        return False, "no config.yaml and no reference method in the table"
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping (config.yaml) or None; got {type(config).__name__}")
+    protocol = config.get("finetune_protocol", FINETUNE_PROTOCOLS[0])
+    if protocol not in FINETUNE_PROTOCOLS:
+        raise ValueError(
+            f"config.yaml: finetune_protocol must be one of {list(FINETUNE_PROTOCOLS)}; got {protocol!r}"
+        )
+    return protocol == "reference", f"config.yaml has finetune_protocol: {protocol!r}"
+
+
+def _read_config(path: Path) -> dict[str, Any] | None:
+    """``path`` (a run's ``config.yaml``) as a dict, ``None`` if absent; a ValueError naming the file
+    if it is not YAML or not a mapping."""
+    if not path.is_file():
+        return None
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a mapping of settings; got {type(config).__name__}")
+    return config
+
+
+def _rescaled(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``reference_rescale.csv``: AP2 rescaled to a maximum of 3.8 per (network, dataset,
+    method, trial); a table without a ``trial`` column is one trial (0)."""
+    d = df if "trial" in df.columns else df.assign(trial=0)
+    out = reference_rescale(d, "ap2", target=REFERENCE_AP2_MAX)
+    return out[_RESCALE_COLUMNS].sort_values(_RESCALE_COLUMNS[:6], kind="stable").reset_index(drop=True)
 
 
 def _figures(df: pd.DataFrame, dense_path: Path) -> list[tuple[str, Callable[[], Figure]]]:
@@ -120,8 +228,9 @@ def write_report(out_dir: str | os.PathLike, n_boot: int = 1000) -> list[Path]:
     Returns
     -------
     list of pathlib.Path
-        ``summary.csv``, ``correlations.csv``, ``claims.csv``, ``summary.txt``, then the figures
-        (``curves_<network>_<dataset>.png`` per group, ``dense_curves_<network>.png``), in that order.
+        ``summary.csv``, ``correlations.csv``, ``claims.csv``, ``reference_rescale.csv`` (only for a
+        reference-mode run), ``summary.txt``, then the figures (``curves_<network>_<dataset>.png``
+        per group, ``dense_curves_<network>.png``), in that order.
 
     Raises
     ------
@@ -130,10 +239,18 @@ def write_report(out_dir: str | os.PathLike, n_boot: int = 1000) -> list[Path]:
     FileNotFoundError
         No ``results.csv`` in ``out_dir``.
     ValueError
-        From the statistics (an empty results table, missing columns, NaN values).
+        From the statistics (an empty results table, missing columns, NaN values); a
+        ``config.yaml`` that is not a YAML mapping or names an unknown ``finetune_protocol``; in
+        reference mode, a (network, dataset, method, trial) whose AP2 is never > 0.
 
     Notes
     -----
+    Reference mode (:func:`reference_mode`) is decided by the run's own ``out_dir/config.yaml``
+    (written by :func:`latentkit.grid.run_grid`): ``finetune_protocol: reference``. Without a
+    ``config.yaml``, by the table: a ``*_reference`` method (:data:`latentkit.options.REFERENCE_ROLES`)
+    means reference mode. The claims use the reference methods in their paper roles either way
+    (:func:`latentkit.claims.paper_roles`).
+
     The matplotlib backend is left alone (headless shells pick a non-interactive one themselves).
     """
     if not isinstance(out_dir, str | os.PathLike):
@@ -146,6 +263,8 @@ def write_report(out_dir: str | os.PathLike, n_boot: int = 1000) -> list[Path]:
             f"{path} not found: run `python -m latentkit run CONFIG --out {out_dir}` first"
         )
     df = _read_results(path)
+    is_reference, rule = reference_mode(_read_config(out_dir / "config.yaml"), df["method"])
+    rescaled = _rescaled(df) if is_reference else None  # before anything is written: it may refuse
     rep = out_dir / "report"
     rep.mkdir(parents=True, exist_ok=True)
     summary = summarize(df)
@@ -161,7 +280,10 @@ def write_report(out_dir: str | os.PathLike, n_boot: int = 1000) -> list[Path]:
     verdicts = paper_claims(df, n_boot=n_boot)
     verdicts.to_csv(rep / "claims.csv", index=False)
     written = [rep / "summary.csv", rep / "correlations.csv", rep / "claims.csv"]
-    written.append(_write_text(rep, summary, corr, verdicts))
+    if rescaled is not None:
+        rescaled.to_csv(rep / "reference_rescale.csv", index=False)
+        written.append(rep / "reference_rescale.csv")
+    written.append(_write_text(rep, summary, corr, verdicts, rescaled, rule))
     for name, draw in _figures(df, out_dir / "dense.csv"):
         fig = draw()
         fig.savefig(rep / name, dpi=100)

@@ -302,3 +302,129 @@ def test_float_noise_in_pd_ties():
     a = correlation_levels(df, ["cells@0"], n_boot=NB)
     b = correlations(exact, level="cells", epoch=0, n_boot=NB)
     np.testing.assert_allclose(a["spearman"], b["spearman"])
+
+
+# ---------------------------------------------------------------- reference methods in the paper's roles
+REFERENCE_NAMES = {"random": "random_reference", "highest": "highest_reference"}
+
+
+def as_reference(df):
+    """``df`` with the paper's random/highest renamed to the reference code's methods."""
+    return df.assign(method=df["method"].replace(REFERENCE_NAMES))
+
+
+def paper_names(text):
+    for paper, ref in REFERENCE_NAMES.items():
+        text = text.replace(ref, paper)
+    return text
+
+
+def claim5_counts(df, measure):
+    """(passed, tests) of claim 5, independently: trial means pivoted to one column per method."""
+    last = df["epoch"].max()
+    mean = df[df.epoch.isin([0, last])].groupby(["sparsity", "epoch", "method"])[measure].mean()
+    wide = mean.unstack("method")[["lowest", "random", "highest"]].to_numpy(float)
+    lo, ra, hi = wide.T
+    return int(np.sum((lo <= ra) & (ra <= hi) & (lo < hi))), len(wide)
+
+
+def broken_table():
+    """'good' with two trials, random above highest at 50 % sparsity in AP2 at every epoch and the
+    PD of lowest above random at 80 % after fine-tuning: claim 5 is mixed for both measures."""
+    df = table("good", trials=2)
+    sel = (df.method == "random") & (df.sparsity == 0.5)
+    df.loc[sel, "ap2"] *= 10
+    df.loc[(df.method == "lowest") & (df.sparsity == 0.8) & (df.epoch == EPOCHS), "pd_test"] = 50.0
+    return df
+
+
+@pytest.mark.parametrize("kind", ["good", "bad", "broken"])
+def test_reference_methods_get_the_paper_verdicts(kind):
+    df = broken_table() if kind == "broken" else table(kind)
+    res = paper_claims(df, n_boot=NB)
+    ref = paper_claims(as_reference(df), n_boot=NB)
+    c5 = ref[ref.claim == "5"]
+    assert len(c5) == 2 and (c5["tests"] == 8).all()  # 4 sparsities x epochs {0, 8}: the roles are filled
+    assert c5["evidence"].str.startswith("lowest <= random_reference <= highest_reference at ").all()
+    for r in c5.itertuples():  # independent count on the paper-named table
+        assert (r.passed, r.tests) == claim5_counts(df, r.measure)
+    # every claim, not only 5: the same verdicts and numbers; the evidence differs in the names only
+    pd.testing.assert_frame_equal(ref.assign(evidence=ref["evidence"].map(paper_names)), res)
+    if kind == "broken":
+        assert set(c5["verdict"]) == {"mixed"}
+        ev = c5.set_index("measure").loc["ap2", "evidence"]
+        assert "not: standin10 50 % t=0 (lowest " in ev and ", random_reference " in ev
+        assert ", highest_reference " in ev
+
+
+def test_paper_method_preferred_over_its_reference_stand_in():
+    good = table("good")
+    # random_reference would break the order everywhere (above highest); random keeps it
+    stand_in = good[good.method == "random"].assign(method="random_reference")
+    stand_in["ap2"] *= 100
+    stand_in["pd_test"] *= 100
+    both = pd.concat([good, stand_in], ignore_index=True)
+    c5 = paper_claims(both, n_boot=NB).query("claim == '5'")
+    assert list(c5["verdict"]) == ["holds", "holds"] and (c5["passed"] == 8).all()
+    assert c5["evidence"].str.startswith("lowest <= random <= highest at 8/8").all()
+    assert not c5["evidence"].str.contains("random_reference").any()
+    # without the paper's random, the stand-in plays it (and breaks the order, named in the evidence)
+    only = both[both.method != "random"]
+    c5 = paper_claims(only, n_boot=NB).query("claim == '5'")
+    assert list(c5["verdict"]) == ["fails", "fails"]
+    assert c5["evidence"].str.startswith("lowest <= random_reference <= highest at 0/8").all()
+    # a role nobody plays: not testable
+    none = good[good.method != "highest"]
+    assert set(paper_claims(none, n_boot=NB).query("claim == '5'")["verdict"]) == {"n/a"}
+    ev = paper_claims(none, n_boot=NB).query("claim == '5'")["evidence"].iloc[0]
+    assert ev == "lowest <= random <= highest at 0/0 (sparsity, epoch)"
+
+
+def test_paper_roles():
+    from latentkit.claims import paper_roles
+    from latentkit.options import PAPER_METHODS, PRUNING_METHODS, REFERENCE_ROLES
+
+    assert paper_roles(["highest_reference", "random_reference", "lowest"]) == {
+        "lowest": "lowest",
+        "random": "random_reference",
+        "highest": "highest_reference",
+    }
+    assert list(paper_roles(pd.Series(["highest", "lowest", "random", "lowest"]))) == list(PAPER_METHODS)
+    assert paper_roles(["random", "random_reference", "highest_reference", "highest"]) == {
+        "random": "random",
+        "highest": "highest",
+    }
+    assert paper_roles(["structured", "lq_adaptive"]) == {} and paper_roles([]) == {}
+    assert paper_roles(iter(["lowest"])) == {"lowest": "lowest"}  # any iterable, read once
+    with pytest.raises(TypeError, match="not a single string"):
+        paper_roles("random")
+    with pytest.raises(TypeError, match="iterable of method names"):
+        paper_roles(3)
+    with pytest.raises(TypeError, match="must hold method names"):
+        paper_roles(["lowest", None])
+    # the one vocabulary: reference methods are pruning methods that stand in for paper methods
+    assert set(REFERENCE_ROLES) <= set(PRUNING_METHODS) - set(PAPER_METHODS)
+    assert set(REFERENCE_ROLES.values()) <= set(PAPER_METHODS)
+
+
+def test_reference_methods_named_ordered_and_coloured_after_their_role():
+    from matplotlib.colors import to_rgb
+
+    from latentkit.claims.prose import _METHODS
+    from latentkit.options import GRID_METHODS, METHOD_ORDER, REFERENCE_ROLES
+    from latentkit.plots import METHOD_COLORS, METHOD_LABELS, method_label
+
+    assert sorted(METHOD_ORDER) == sorted(GRID_METHODS)
+    for ref, role in REFERENCE_ROLES.items():
+        assert METHOD_ORDER.index(ref) == METHOD_ORDER.index(role) + 1  # right after its role
+        assert method_label(ref).startswith(method_label(role)) and method_label(ref) != method_label(role)
+        assert _METHODS[ref] == METHOD_LABELS[ref]  # sentences and figures use the same words
+        a, b = np.array(to_rgb(METHOD_COLORS[ref])), np.array(to_rgb(METHOD_COLORS[role]))
+        assert np.abs(a - b).max() > 0.1  # distinguishable
+        # the same hue family: grey stays grey (no channel stands out), warm stays warm (red leads)
+        for c in (a, b):
+            if role == "random":
+                assert np.ptp(c) < 0.05
+            else:
+                assert c[0] > c[1] > c[2]
+    assert METHOD_ORDER[:5] == ("lowest", "random", "random_reference", "highest", "highest_reference")

@@ -1,5 +1,7 @@
 """Tests of latentkit.report.write_report on a small results folder in run_grid's format."""
 
+import itertools
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -17,14 +19,30 @@ from latentkit.stats import correlations, summarize
 NB = 20
 
 
-def results_folder(path, *, dense=True, networks=("alexnet",), datasets=("standin10",)):
-    """results.csv, dense.csv and config.yaml as run_grid writes them (the columns of its docstring)."""
+PAPER = ("lowest", "random", "highest")
+REFERENCE = ("lowest", "random_reference", "highest_reference")
+
+
+def results_folder(
+    path,
+    *,
+    dense=True,
+    networks=("alexnet",),
+    datasets=("standin10",),
+    methods=PAPER,
+    trials=1,
+    config=None,
+):
+    """results.csv, dense.csv and config.yaml as run_grid writes them (the columns of its docstring).
+
+    ``methods`` in the paper's roles' order (lowest, random, highest); ``config``: the mapping
+    written to config.yaml (default a small one without ``finetune_protocol``), ``False``: none."""
     rng = np.random.default_rng(0)
     rows = []
     for net in networks:
         for ds in datasets:
-            for mi, m in enumerate(["lowest", "random", "highest"]):
-                for s in (0.3, 0.5, 0.8):
+            for mi, m in enumerate(methods):
+                for s, tr in itertools.product((0.3, 0.5, 0.8), range(trials)):
                     for e in range(7):
                         ap = (mi + 1) * s * (1 + 0.05 * rng.normal()) * (1 + 0.3 * np.exp(-e))
                         acc = 90 - 10 * ap
@@ -34,7 +52,7 @@ def results_folder(path, *, dense=True, networks=("alexnet",), datasets=("standi
                                 "dataset": ds,
                                 "method": m,
                                 "sparsity": s,
-                                "trial": 0,
+                                "trial": tr,
                                 "epoch": e,
                                 "engine": "cached",
                                 "scale": "quick",
@@ -79,7 +97,12 @@ def results_folder(path, *, dense=True, networks=("alexnet",), datasets=("standi
             for e in range(1, 4)
         ]
         pd.DataFrame(hist).to_csv(path / "dense.csv", index=False)
-    (path / "config.yaml").write_text(yaml.safe_dump({"name": "tiny", "networks": list(networks)}))
+    if config is None:
+        config = {"name": "tiny", "networks": list(networks)}
+    if config is not False:
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+    elif (path / "config.yaml").exists():
+        (path / "config.yaml").unlink()
     return pd.read_csv(path / "results.csv")
 
 
@@ -121,6 +144,7 @@ def test_write_report_writes_the_tables_and_figures(tmp_path):
     ):
         assert head in text
     assert format_table(summarize(df)) in text
+    assert not (rep / "reference_rescale.csv").exists() and "Reference mode" not in text
     for f in files[4:]:
         img = mpimg.imread(f)
         assert img.ndim == 3 and img.shape[0] > 100
@@ -158,3 +182,110 @@ def test_write_report_refuses_bad_folders_and_arguments(tmp_path):
         write_report(tmp_path, n_boot=NB)
     with pytest.raises(TypeError, match="df must be a pandas DataFrame"):
         format_table([1, 2])
+
+
+def check_rescale(rescaled, df):
+    """reference_rescale.csv against numpy: every results row once, AP2 * 3.8 / its run's maximum."""
+    keys = ["network", "dataset", "method", "trial", "sparsity", "epoch"]
+    assert list(rescaled.columns) == keys + ["ap2", "ap2_ref"]
+    got = rescaled.set_index(keys).sort_index()
+    want = df.set_index(keys).sort_index()
+    assert got.index.equals(want.index)
+    np.testing.assert_allclose(got["ap2"], want["ap2"], rtol=1e-12)
+    for _, g in rescaled.groupby(["network", "dataset", "method", "trial"]):
+        ap2, ref = g["ap2"].to_numpy(), g["ap2_ref"].to_numpy()
+        assert np.max(ref) == pytest.approx(3.8, rel=1e-12)
+        np.testing.assert_allclose(ref, ap2 * 3.8 / np.max(ap2), rtol=1e-12)
+        np.testing.assert_array_equal(np.argsort(ref, kind="stable"), np.argsort(ap2, kind="stable"))
+    # different runs are rescaled differently: not one global factor
+    factor = (rescaled["ap2_ref"] / rescaled["ap2"]).round(9)
+    assert factor.nunique() == rescaled.groupby(["method", "trial"]).ngroups
+
+
+def test_write_report_reference_mode_writes_the_rescaling(tmp_path):
+    df = results_folder(
+        tmp_path, methods=REFERENCE, trials=2, config={"name": "reference", "finetune_protocol": "reference"}
+    )
+    files = write_report(tmp_path, n_boot=NB)
+    rep = tmp_path / "report"
+    names = [f.name for f in files]
+    assert names[:5] == [
+        "summary.csv",
+        "correlations.csv",
+        "claims.csv",
+        "reference_rescale.csv",
+        "summary.txt",
+    ]
+    assert names[5:] == ["curves_alexnet_standin10.png", "dense_curves_alexnet.png"]
+    rescaled = pd.read_csv(rep / "reference_rescale.csv")
+    check_rescale(rescaled, df)
+    text = (rep / "summary.txt").read_text()
+    assert "Reference mode (config.yaml has finetune_protocol: 'reference')" in text
+    last = rescaled[rescaled.epoch == 6].groupby(["method", "sparsity"])["ap2_ref"].mean()
+    assert f"{last.loc[('random_reference', 0.5)]:.4g}" in text.split("Reference mode")[1]
+    # the reference methods play the paper's roles in claim 5 (3 sparsities x epochs {0, 6})
+    c5 = pd.read_csv(rep / "claims.csv", dtype={"claim": str}).query("claim == '5'")
+    assert (c5["tests"] == 6).all()
+    assert c5["evidence"].str.startswith("lowest <= random_reference <= highest_reference").all()
+
+
+def test_reference_mode_rule(tmp_path):
+    from latentkit.report import reference_mode
+
+    # no config.yaml: the table's methods decide
+    results_folder(tmp_path, methods=REFERENCE, config=False)
+    names = [f.name for f in write_report(tmp_path, n_boot=NB)]
+    assert "reference_rescale.csv" in names
+    assert (
+        "no config.yaml; the table has reference method(s)" in (tmp_path / "report/summary.txt").read_text()
+    )
+    other = tmp_path / "paper"
+    results_folder(other, config=False)
+    assert "reference_rescale.csv" not in [f.name for f in write_report(other, n_boot=NB)]
+    # a config.yaml decides, whatever the methods
+    latent = tmp_path / "latentkit"
+    results_folder(latent, methods=REFERENCE, config={"finetune_protocol": "latentkit"})
+    assert "reference_rescale.csv" not in [f.name for f in write_report(latent, n_boot=NB)]
+    assert not (latent / "report/reference_rescale.csv").exists()
+    ref = tmp_path / "reference"
+    df = results_folder(ref, config={"finetune_protocol": "reference"})  # the paper's method names
+    assert "reference_rescale.csv" in [f.name for f in write_report(ref, n_boot=NB)]
+    check_rescale(pd.read_csv(ref / "report/reference_rescale.csv"), df)
+    assert reference_mode({"name": "old"}, REFERENCE) == (
+        False,
+        "config.yaml has finetune_protocol: 'latentkit'",
+    )
+    assert reference_mode(None, pd.Series(["lowest", "highest_reference"]))[0]
+    assert reference_mode(None, PAPER) == (False, "no config.yaml and no reference method in the table")
+    with pytest.raises(TypeError, match="config must be a mapping"):
+        reference_mode(["finetune_protocol"], PAPER)
+    with pytest.raises(TypeError, match="not the string 'lowest'"):
+        reference_mode(None, "lowest")
+    with pytest.raises(ValueError, match="finetune_protocol must be one of"):
+        reference_mode({"finetune_protocol": "Reference"}, PAPER)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("finetune_protocol: [unclosed\n", "config.yaml is not valid YAML"),
+        ("- finetune_protocol\n", "config.yaml must hold a mapping of settings; got list"),
+        ("finetune_protocol: paper\n", "finetune_protocol must be one of"),
+    ],
+)
+def test_write_report_refuses_bad_configs(tmp_path, text, match):
+    results_folder(tmp_path, methods=REFERENCE)
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        write_report(tmp_path, n_boot=NB)
+    assert not (tmp_path / "report").exists()  # refused before anything is written
+
+
+def test_write_report_reference_mode_refuses_a_run_without_ap2(tmp_path):
+    results_folder(tmp_path, methods=REFERENCE, config={"finetune_protocol": "reference"})
+    df = pd.read_csv(tmp_path / "results.csv")
+    df.loc[df.method == "lowest", "ap2"] = 0.0  # nothing to rescale: max 0
+    df.to_csv(tmp_path / "results.csv", index=False)
+    with pytest.raises(ValueError, match=r"max\(ap2\) <= 0"):
+        write_report(tmp_path, n_boot=NB)
+    assert not (tmp_path / "report").exists()

@@ -28,7 +28,9 @@ means per (network, dataset, method, sparsity, epoch), as the paper plots them. 
 5. At equal sparsity, lowest magnitude < random < highest magnitude, for AP2 and for PD, at epoch 0
    and at the last epoch: passes if :math:`x_{low} \le x_{rand} \le x_{high}` and
    :math:`x_{low} < x_{high}` (ties, e.g. two PDs of 0 pp, do not break the order).
-   ``statistic`` = fraction ordered.
+   ``statistic`` = fraction ordered. The roles are played by the methods :func:`paper_roles`
+   picks in each group: in reference mode ``random_reference`` and ``highest_reference``
+   (the paper's own ``random`` / ``highest`` where present); the evidence names the methods used.
 6. (a) AP3(t) and PD(t) settle together during fine-tuning: for each cell, a series has settled if
    its range over the last ``settle_epochs`` epochs (epochs :math:`T-k..T`) is at most
    ``settle_rtol`` times its range over the whole run (or at most an absolute tolerance:
@@ -56,10 +58,11 @@ their last bits; for those (no count columns) every function here first rounds t
 :data:`TIE_RTOL` (``1e-9``) as equal.
 
 Layout: :mod:`~latentkit.claims.tables` holds the public building blocks (correlation levels, claim
-7's pairs, claim 6a's settled series), :mod:`~latentkit.claims.verdicts` one function per claim and
-:func:`paper_claims`, :mod:`~latentkit.claims._common` the shared helpers. The statistics come from
-:mod:`latentkit.stats` and the vocabularies (:data:`VERDICTS`, the paper's methods) from
-:mod:`latentkit.options`; nothing here imports torch.
+7's pairs, claim 6a's settled series, the methods' paper roles), :mod:`~latentkit.claims.verdicts`
+one function per claim and :func:`paper_claims`, :mod:`~latentkit.claims._common` the shared
+helpers. The statistics come from :mod:`latentkit.stats` and the vocabularies (:data:`VERDICTS`,
+the paper's methods and the reference methods' roles) from :mod:`latentkit.options`; nothing here
+imports torch.
 
 Examples
 --------
@@ -87,7 +90,14 @@ from .prose import (
     verdict_sentence,
 )
 from .quoted import CLAIM_DIRECTIONS, CLAIM_SOURCES, corr_glue_name, level_token, quoted_correlations
-from .tables import correlation_levels, ordering_disagreements, resolve_levels, settled, settled_cells
+from .tables import (
+    correlation_levels,
+    ordering_disagreements,
+    paper_roles,
+    resolve_levels,
+    settled,
+    settled_cells,
+)
 from .verdicts import paper_claims
 
 __all__ = [
@@ -112,6 +122,7 @@ __all__ = [
     "correlation_levels",
     "ordering_disagreements",
     "paper_claims",
+    "paper_roles",
     "resolve_levels",
     "settled",
     "settled_cells",

@@ -53,7 +53,16 @@ SHORT_NAMES: dict[str, str] = {
     "pd_test": "PD",
     "delta_test": "accuracy change",
 }
-_METHODS = {"lowest": "lowest magnitude", "highest": "highest magnitude", "random": "random"}
+#: Names of the pruning methods in sentences: the paper's three and the reference code's stand-ins for
+#: them (:data:`latentkit.options.REFERENCE_ROLES`), named after their role (the same words as
+#: :data:`latentkit.plots.METHOD_LABELS`); other methods keep their own name.
+_METHODS = {
+    "lowest": "lowest magnitude",
+    "highest": "highest magnitude",
+    "random": "random",
+    "highest_reference": "highest magnitude (reference code)",
+    "random_reference": "random (reference code, seed 42)",
+}
 #: What the sub-tests of a claim count, for :func:`verdict_sentence` (default ``"sub-tests"``).
 CLAIM_UNITS: dict[str, str] = {
     "6a": "cells",

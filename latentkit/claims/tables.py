@@ -1,29 +1,87 @@
-r"""The public building blocks of the claims: correlation levels, claim 7's pairs, settled series.
+r"""The public building blocks of the claims: correlation levels, claim 7's pairs, settled series,
+and which method of a table plays which of the paper's roles.
 
-Each works on a results table of :func:`latentkit.grid.run_grid` and is what
-:func:`latentkit.claims.paper_claims` builds its verdicts from, so a chapter can show the numbers
-behind a verdict with the same code.
+Each works on a results table of :func:`latentkit.grid.run_grid` (or, :func:`paper_roles`, on its
+methods) and is what :func:`latentkit.claims.paper_claims` builds its verdicts from, so a chapter can
+show the numbers behind a verdict with the same code.
 
 Examples
 --------
->>> from latentkit.claims.tables import resolve_levels
+>>> from latentkit.claims.tables import paper_roles, resolve_levels
 >>> resolve_levels(['cells@0', 'cells', 'epochs'], 5)
 [('cells@0', 'cells', 0), ('cells@5', 'cells', 5), ('epochs', 'epochs', None)]
+>>> paper_roles(['lowest', 'highest_reference', 'random_reference'])
+{'lowest': 'lowest', 'random': 'random_reference', 'highest': 'highest_reference'}
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .._checks import check_columns, check_int, check_nonnegative
+from ..options import PAPER_METHODS, REFERENCE_ROLES
 from ..stats import correlations_by_level
 from ._common import _KEYS, _epochs, _round_pd, _same, _select
 
-__all__ = ["correlation_levels", "ordering_disagreements", "resolve_levels", "settled", "settled_cells"]
+__all__ = [
+    "correlation_levels",
+    "ordering_disagreements",
+    "paper_roles",
+    "resolve_levels",
+    "settled",
+    "settled_cells",
+]
+
+
+def paper_roles(methods: Iterable[str]) -> dict[str, str]:
+    """Which of ``methods`` plays each of the paper's roles ``lowest``, ``random``, ``highest``.
+
+    A paper method (:data:`latentkit.options.PAPER_METHODS`) plays its own role; a method of the
+    reference code plays the role :data:`latentkit.options.REFERENCE_ROLES` gives it
+    (``random_reference`` -> ``random``, ``highest_reference`` -> ``highest``). Where both the
+    paper's method and a reference method of one role are present, the **paper's own method is
+    preferred** (a table with ``random`` and ``random_reference`` uses ``random``). Other methods
+    (``structured``, ...) play no role.
+
+    Parameters
+    ----------
+    methods : iterable of str
+        The methods present, e.g. a results table's ``method`` column (repeats are fine).
+
+    Returns
+    -------
+    dict of str to str
+        Role -> the method that plays it, in the paper's order (lowest, random, highest); a role
+        no method plays is left out, so claim 5 can be tested iff the dict has 3 entries.
+
+    Raises
+    ------
+    TypeError
+        ``methods`` is a single string, not iterable, or holds a non-string.
+
+    Examples
+    --------
+    >>> paper_roles(['random_reference', 'random', 'lowest'])
+    {'lowest': 'lowest', 'random': 'random'}
+    """
+    if isinstance(methods, str) or not isinstance(methods, Iterable):
+        raise TypeError(f"methods must be an iterable of method names (not a single string); got {methods!r}")
+    present = set()
+    for m in methods:
+        if not isinstance(m, str):
+            raise TypeError(f"methods must hold method names (str); got {type(m).__name__} {m!r}")
+        present.add(m)
+    roles = {}
+    for role in PAPER_METHODS:
+        candidates = [role] + [m for m, r in REFERENCE_ROLES.items() if r == role]
+        chosen = next((m for m in candidates if m in present), None)
+        if chosen is not None:
+            roles[role] = chosen
+    return roles
 
 
 def resolve_levels(levels: Sequence[str], last_epoch: int) -> list[tuple[str, str, int | None]]:

@@ -44,20 +44,25 @@ DATASET_LABELS: dict[str, str] = {
     "cifar10": "CIFAR-10",
     "cifar100": "CIFAR-100",
 }
-#: Display names of the pruning methods.
+#: Display names of the pruning methods; a method of the reference code
+#: (:data:`latentkit.options.REFERENCE_ROLES`) is named after the paper role it plays.
 METHOD_LABELS: dict[str, str] = {
     "lowest": "lowest magnitude",
     "highest": "highest magnitude",
-    "highest_reference": "highest (reference code)",
+    "highest_reference": "highest magnitude (reference code)",
     "random": "random",
+    "random_reference": "random (reference code, seed 42)",
     "structured": "structured",
     "lq_adaptive": "$\\ell_q$-adaptive",
 }
 _PALETTE = sns.color_palette("colorblind", 10)
-#: Colour of each method in every figure.
+#: Colour of each method in every figure. A reference method is in the hue family of its paper role
+#: but distinguishable from it: ``highest_reference`` orange next to ``highest``'s vermillion,
+#: ``random_reference`` a dark grey next to ``random``'s mid grey.
 METHOD_COLORS: dict[str, Any] = {
     "lowest": _PALETTE[0],
     "random": _PALETTE[7],
+    "random_reference": (0.33, 0.33, 0.33),
     "highest": _PALETTE[3],
     "highest_reference": _PALETTE[1],
     "structured": _PALETTE[2],
