@@ -479,3 +479,37 @@ def test_ap2_dense_norm_is_scale_free_over_the_float64_range(exponent, seed):
     reference = float(((w - v) ** 2).sum() / (w**2).sum())
     scale = 10.0**exponent
     assert ap2(w * scale, v * scale, normalize="dense_norm") == pytest.approx(reference, rel=1e-12)
+
+
+def test_ap3_against_is_ap3_bit_for_bit():
+    """The grid's AP3 of many pruned layers against one dense layer equals ap3 exactly (not
+    approximately), for every latent the shipped configs use, a Laplace fit included."""
+    from latentkit.latent.fits import fit_laplace_linear
+    from latentkit.patterns import AP3Against
+
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(10, 300, generator=g)
+    feats = torch.randn(400, 300, generator=g)
+    fit = fit_laplace_linear(feats, feats @ w.T, bias=False, damping=1e-3)
+    latents = [
+        dict(family="gaussian", covariance="isotropic", scale=1.0),
+        dict(family="student_t", covariance="isotropic", projection="chunk_means", num_chunks=100, df=4.0),
+        dict(
+            family="student_t",
+            covariance="isotropic",
+            projection="chunk_means",
+            num_chunks=100,
+            remainder="reference",
+        ),
+        dict(family="gaussian", covariance="kronecker", fit=fit),
+        dict(family="gaussian", covariance="kronecker", scale=0.3),
+    ]
+    for kw in latents:
+        against = AP3Against(w, **kw)
+        for s in (0.0, 0.1, 0.5, 0.9):
+            wp = w * (torch.rand(w.shape, generator=g) >= s)
+            assert against(wp) == ap3(w, wp, **kw), (kw, s)
+    with pytest.raises(ValueError, match="shape"):
+        AP3Against(w)(w[:5])
+    with pytest.raises(TypeError):
+        AP3Against(w)(w.double())

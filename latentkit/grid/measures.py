@@ -33,7 +33,7 @@ from .._validation import check_int
 from ..divergence import kl_monte_carlo
 from ..latent import fit_laplace_linear, latent_space
 from ..options import FAMILIES, FITS
-from ..patterns import ap2, ap3
+from ..patterns import AP3Against, ap2, ap3
 from ..pruning import degrees_of_freedom, lq_index, pq_index
 
 __all__ = [
@@ -222,7 +222,7 @@ class APMeasure:
             check_int(mc_samples, "mc_samples", minimum=2),
             check_int(mc_repeats, "mc_repeats", minimum=1),
         )
-        self.specs: list[tuple[str, dict[str, Any]]] = []
+        self.specs: list[tuple[str, AP3Against]] = []
         fits: dict[float, Any] = {}
         for spec in specs:
             kw = dict(spec.kwargs)
@@ -230,7 +230,8 @@ class APMeasure:
                 if spec.damping not in fits:
                     fits[spec.damping] = fit_laplace_linear(feats, logits, bias=False, damping=spec.damping)
                 kw["fit"] = fits[spec.damping]
-            self.specs.append((spec.column, kw))
+            # the dense latent once per group (and a Kronecker latent's factors once): bit-identical to ap3
+            self.specs.append((spec.column, AP3Against(self.w_dense, **kw)))
         self.extra = list(extra)
         self.S: torch.Tensor | None = None
         self.lam: float | None = None
@@ -246,8 +247,8 @@ class APMeasure:
 
     def __call__(self, w: torch.Tensor) -> dict[str, float]:
         out = {"ap2": ap2(self.w_dense, w)}
-        for col, kw in self.specs:
-            out[col] = ap3(self.w_dense, w, **kw)
+        for col, against in self.specs:
+            out[col] = against(w)
         if self.extra:
             out.update(extra_measures(self.extra, self.w_dense, w, self.S, self.lam, self.dof_dense, self.mc))
         return out

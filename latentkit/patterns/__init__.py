@@ -28,6 +28,7 @@ from .function import ap3_fn, ap3_fn_quadratic, obd_saliency, predictive_kl
 from .weight import (
     AP2_NORMALIZATIONS,
     TABLE_COLUMNS,
+    AP3Against,
     PatternTest,
     ap2,
     ap3,
@@ -38,6 +39,7 @@ from .weight import (
 )
 
 __all__ = [
+    "AP3Against",
     "AP2_NORMALIZATIONS",
     "PatternTest",
     "TABLE_COLUMNS",
