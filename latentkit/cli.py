@@ -8,7 +8,9 @@
     ``--executor ray`` runs one Ray task per (network, dataset, trial) group on a local Ray, or on
     the cluster at ``--address`` (:mod:`latentkit.grid.executors`); running the same command
     again resumes a killed run from the cache of ``--out``. ``--engine`` is ``cached`` or ``exact``,
-    ``--executor`` ``serial`` (default) or ``ray``; ``--quiet`` turns the progress bar off.
+    ``--executor`` ``serial``, ``local`` (a pool of one single-threaded worker per core) or ``ray``;
+    without it, ``run_grid``'s default: ``local`` for a CPU grid of the quick preset, else
+    ``serial`` (the tables are bit-identical either way). ``--quiet`` turns the progress bar off.
 ``python -m latentkit report DIR [--n-boot N]``
     Reads ``DIR/results.csv`` (and ``DIR/dense.csv``) and writes ``DIR/report/``: ``summary.csv``,
     ``correlations.csv`` (levels cells / epochs / within), ``claims.csv`` (the paper's claims as
@@ -92,7 +94,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.address is not None and args.executor != "ray":
         raise UsageError("--address needs --executor ray")
-    executor = make_executor(args.executor, address=args.address)  # ValueError: unknown name
+    # None: run_grid's default (the local process pool for a CPU quick grid, else serial)
+    executor = None if args.executor is None else make_executor(args.executor, address=args.address)
     overrides = {"engine": args.engine} if args.engine else {}
     config = load_config(args.config, **overrides)
     out = Path(args.out) if args.out else default_out(config)
@@ -177,9 +180,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar or training log")
     run.add_argument(
         "--executor",
-        default="serial",
-        metavar="{serial,ray}",  # latentkit.grid.executors.EXECUTORS (checked there: grid imports torch)
-        help="serial (default) or ray: one Ray task per (network, dataset, trial) group",
+        default=None,
+        metavar="{serial,local,ray}",  # grid.executors.EXECUTORS (checked there: grid imports torch)
+        help=(
+            "default: a local pool of one single-threaded worker per core for a CPU grid of the quick "
+            "preset, else serial; serial; local (that pool); ray: one Ray task per (network, dataset, "
+            "trial) group"
+        ),
     )
     run.add_argument(
         "--address", default=None, help="Ray cluster to join (with --executor ray; default: a local Ray)"
