@@ -27,29 +27,16 @@ NETWORKS: dict[str, dict[str, str]] = {
         "Net": "AlexNet",
         "cite": "krizhevsky2012imagenet",
         "layer": "classifier.6",
-        "arch": (
-            "AlexNet's layout with every channel count divided by 8 and a stem for 32-pixel "
-            "images (the pruned layer has 512 inputs)"
-        ),
     },
     "vgg16": {
         "Net": "VGG16",
         "cite": "simonyan2015very",
         "layer": "classifier.6",
-        "arch": (
-            "VGG16 with batch normalisation, every channel count divided by 8 and global average "
-            "pooling before its three fully connected layers (the pruned layer has 512 inputs)"
-        ),
     },
     "resnet50": {
         "Net": "ResNet50",
         "cite": "he2016deep",
         "layer": "fc",
-        "arch": (
-            "torchvision's ResNet built from bottleneck blocks with one block per stage, channel "
-            "counts divided by 8 (so `fc` has 256 inputs instead of 2048) and a 3x3 stem for "
-            "32-pixel images"
-        ),
     },
 }
 _HEADER = re.compile(r"^\+\+\+ (markdown|code)((?: [a-z]+=[^ ]+)*)\s*$")
@@ -61,14 +48,13 @@ _KERNEL = {
 
 def _values(network: str) -> dict[str, str]:
     v = dict(NETWORKS[network], net=network)
-    v["NetQ"] = f"{v['Net']}-quick"
     first = network == ORDER[0]
     v["others"] = (
         f"The {_CHAPTERS} chapters are rendered from one template, so they differ only in their "
         "data; this first one also shows the data."
         if first
         else f"The {_CHAPTERS} chapters are rendered from one template, so they differ only in "
-        "their data; the first one shows the stand-in data."
+        "their data; the first one shows the data."
     )
     v["seealso"] = f"Compare with the other benchmark chapters ({_CHAPTERS})."
     return v

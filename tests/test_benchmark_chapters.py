@@ -60,7 +60,9 @@ def test_template_renders_per_network_and_shows_the_data_once():
     for net, nb in nbs.items():
         text = "\n".join(c.source for c in nb.cells)
         assert "{{" not in text and "}}" not in text.replace("}}$", "")
-        assert f"{render.NETWORKS[net]['Net']}-quick" in nb.cells[0].source
+        assert nb.cells[0].source.startswith(f"# {render.NETWORKS[net]['Net']}: pruning")
+        # data-set names come from the data (glued by position), never from the template
+        assert "standin1" not in text.replace("fig-standins", "").replace("standins_caption", "")
         assert f'NETWORK = "{net}"' in text
         assert ("fig-standins" in text) == (net == "alexnet")  # stand-in images shown once
         for c in nb.cells:
@@ -290,7 +292,7 @@ def test_chapter_rendered_from_another_results_directory_glues_its_values(tmp_pa
     cfg.update(
         name="tiny",
         networks=["alexnet"],
-        datasets=["standin10"],
+        datasets=["standin100", "standin10"],
         sparsities=[0.3, 0.8],
         trials=1,
         dense_epochs=1,
@@ -321,12 +323,105 @@ def test_chapter_rendered_from_another_results_directory_glues_its_values(tmp_pa
 
     tiny = run_grid(load_config(config_file), results_dir, executor="serial")
     dense = dense_table(load_config(config_file), results_dir)
-    assert new["trials"] == "1" and new["n_test_standin10"] == "200"
-    assert new["n_train_standin10"] == str(int(tiny["n_train"].iloc[0]))
-    assert new["dense_standin10"] == claims.dense_accuracy(dense)["text"].iloc[0]
+    # data sets by position in the config: here standin100 first, standin10 second
+    assert new["trials"] == "1" and new["ds_1"] == "`standin100`" and new["ds_2"] == "`standin10`"
+    n_train = int(tiny.loc[tiny["dataset"] == "standin10", "n_train"].iloc[0])
+    assert "`standin10` is an MNIST subset" in new["scale_data"]
+    assert f"({n_train:,} training and 200 test images, so one test image is 0.50 pp)" in new["scale_data"]
+    acc = claims.dense_accuracy(dense).set_index("dataset")["text"]
+    assert new["dense_1"] == acc["standin100"] and new["dense_2"] == acc["standin10"]
+    assert new["chance_1"] == "1 %" and new["chance_2"] == "10 %"
     assert new["last_epoch"] == "2"
-    summary = claims.accuracy_change_summary(tiny).set_index("epoch")
-    assert new["change_standin10_last"] == claims.change_sentence(summary.reset_index().iloc[1])
+    summary = claims.accuracy_change_summary(tiny).set_index(["dataset", "epoch"])
+    row = summary.loc[("standin10", 2)].to_dict() | {"dataset": "standin10", "epoch": 2}
+    assert new["change_2_last"] == claims.change_sentence(row)
     # the stored chapter (the book's 3-trial quick grid) glued other values under the same names
-    for key in ("trials", "n_test_standin10", "dense_standin10", "change_standin10_last"):
+    for key in ("trials", "scale_data", "dense_1", "change_2_last", "ds_1"):
         assert key in stored and stored[key] != new[key], key
+
+
+# --------------------------------------------------------------------------- the chapter's phrases
+
+
+def _counts(datasets, n_train, n_test, trials=3):
+    return pd.DataFrame(
+        [
+            dict(dataset=ds, n_train=a, n_test=b, trial=t)
+            for ds, a, b in zip(datasets, n_train, n_test, strict=True)
+            for t in range(trials)
+        ]
+    )
+
+
+def test_chapter_texts_follow_the_config_and_the_data():
+    from latentkit.book import chapter_texts
+    from latentkit.grid import load_config
+
+    quick = load_config("quick", networks=["vgg16"])
+    t = chapter_texts(quick, _counts(["standin10", "standin100"], [4000, 4000], [1000, 2000]), "vgg16")
+    assert t["netq"] == "VGG16-quick" and t["preset"] == "quick" and t["trials_text"] == "3 trials"
+    assert (
+        t["design"] == "lowest magnitude, highest magnitude and random at 4 sparsities (10, 30, 50 and 80 %)"
+    )
+    assert (t["ds_1"], t["ds_2"], t["chance_1"], t["chance_2"]) == (
+        "`standin10`",
+        "`standin100`",
+        "10 %",
+        "1 %",
+    )
+    assert "(4,000 training and 1,000 test images, so one test image is 0.10 pp)" in t["scale_data"]
+    assert "(4,000 training and 2,000 test images, so one test image is 0.05 pp)" in t["scale_data"]
+    assert "trained from scratch (no ImageNet weights) on the CPU" in t["scale_data"]
+    assert "therefore not the paper's" in t["scale_data"] and "`cached`" in t["engine"]
+    assert "quick.yaml" in t["config_source"]
+    # the paper's setting: full CIFAR test sets and ImageNet weights, the exact engine
+    paper = load_config("paper", networks=["resnet50"], trials=1, sparsities=[0.5])
+    p = chapter_texts(paper, _counts(["cifar10", "cifar100"], [50000, 50000], [10000, 10000], 1), "resnet50")
+    assert p["netq"] == "ResNet50" and p["trials_text"] == "1 trial"
+    assert p["design"].endswith("at 1 sparsity (50 %)")
+    assert "`cifar10` is CIFAR-10 at 224 px (50,000 training and 10,000 test images" in p["scale_data"]
+    assert "starting from torchvision's ImageNet weights" in p["scale_data"]
+    assert "This is the paper's setting" in p["scale_data"] and "`exact`" in p["engine"]
+    assert "in train mode" in p["engine"]
+    # a subset of CIFAR is said to be one
+    sub = chapter_texts(paper, _counts(["cifar10", "cifar100"], [2, 2], [2, 2], 1), "resnet50")
+    assert "subsets of CIFAR's" in sub["scale_data"] and "50.00 pp" in sub["scale_data"]
+
+
+def test_chapter_texts_reject_bad_input():
+    from latentkit.book import chapter_texts, examples_caption
+    from latentkit.grid import load_config
+
+    quick = load_config("quick", networks=["alexnet"])
+    ok = _counts(["standin10", "standin100"], [10, 10], [10, 10])
+    with pytest.raises(ValueError, match="network"):
+        chapter_texts(quick, ok, "vgg16")
+    with pytest.raises(ValueError, match="standin100"):
+        chapter_texts(quick, ok[ok["dataset"] == "standin10"], "alexnet")
+    with pytest.raises(ValueError, match="n_test"):
+        chapter_texts(quick, ok.drop(columns="n_test"), "alexnet")
+    with pytest.raises(TypeError, match="config"):
+        chapter_texts({"name": "quick"}, ok, "alexnet")
+    with pytest.raises(TypeError, match="results"):
+        chapter_texts(quick, ok.to_dict(), "alexnet")
+    with pytest.raises(ValueError, match="empty"):
+        examples_caption({})
+    with pytest.raises(TypeError, match="mapping"):
+        examples_caption([1])
+
+    class _DS:
+        description = "stand-in for CIFAR10: digits."
+
+    assert examples_caption({"a": _DS(), "b": object()}) == (
+        "Row 1: `a`, stand-in for CIFAR10: digits. Row 2: `b`, b."
+    )
+
+
+def test_describe_network():
+    from latentkit.zoo import describe_network
+
+    assert "512 inputs" in describe_network("alexnet") and "4096 inputs" in describe_network("vgg16", "paper")
+    with pytest.raises(ValueError, match="preset"):
+        describe_network("alexnet", "huge")
+    with pytest.raises(ValueError, match="network"):
+        describe_network("lenet")

@@ -73,6 +73,7 @@ from .networks import (
     PenultimateFeatures,
     build_model,
     classifier_layer,
+    describe_network,
     feature_extractor,
     imagenet_weights_path,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "CIFAR_MEAN",
     "CIFAR_STD",
     "build_model",
+    "describe_network",
     "classifier_layer",
     "feature_extractor",
     "PenultimateFeatures",

@@ -34,6 +34,8 @@ __all__ = [
     "feature_extractor",
     "PenultimateFeatures",
     "imagenet_weights_path",
+    "NETWORK_DESCRIPTIONS",
+    "describe_network",
 ]
 
 #: Default width factor per network at quick scale (channels are multiplied by it).
@@ -43,6 +45,63 @@ QUICK_WIDTH = {"alexnet": 0.125, "vgg16": 0.125, "resnet50": 0.125}
 #: (``"classifier.6"`` for AlexNet/VGG16, ``"fc"`` for ResNet50, the last ``nn.Linear`` of any other
 #: module). One function with :func:`latentkit.modules.last_layer`.
 classifier_layer = last_layer
+
+#: What each network is at each preset (default widths), for the chapters' prose.
+NETWORK_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "quick": {
+        "alexnet": (
+            "AlexNet's layout with every channel count divided by 8 and a stem for 32-pixel "
+            "images (the pruned layer has 512 inputs)"
+        ),
+        "vgg16": (
+            "VGG16 with batch normalisation, every channel count divided by 8 and global average "
+            "pooling before its three fully connected layers (the pruned layer has 512 inputs)"
+        ),
+        "resnet50": (
+            "torchvision's ResNet built from bottleneck blocks with one block per stage, channel "
+            "counts divided by 8 (so `fc` has 256 inputs instead of 2048) and a 3x3 stem for "
+            "32-pixel images"
+        ),
+    },
+    "paper": {
+        "alexnet": (
+            "torchvision's AlexNet at 224 px with a new head for the data set's classes (the "
+            "pruned layer `classifier.6` has 4096 inputs)"
+        ),
+        "vgg16": (
+            "torchvision's VGG16 without batch normalisation, as in the reference code, at 224 px "
+            "with a new head (the pruned layer `classifier.6` has 4096 inputs)"
+        ),
+        "resnet50": (
+            "torchvision's ResNet50 at 224 px with a new head (the pruned layer `fc` has 2048 inputs)"
+        ),
+    },
+}
+
+
+def describe_network(name: str, preset: str = "quick") -> str:
+    """What network ``name`` is at ``preset``, as a phrase for prose (:data:`NETWORK_DESCRIPTIONS`).
+
+    Parameters
+    ----------
+    name : {"alexnet", "vgg16", "resnet50"}
+    preset : {"quick", "paper"}
+        The quick networks are narrowed (default :data:`QUICK_WIDTH`) with a 32 px stem; the paper
+        networks are torchvision's at 224 px.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``name`` or ``preset``, naming the allowed values.
+
+    Examples
+    --------
+    >>> describe_network("resnet50", "paper")[:24]
+    "torchvision's ResNet50 a"
+    """
+    check_choice(name, "network", NETWORKS)
+    check_choice(preset, "preset", PRESETS)
+    return NETWORK_DESCRIPTIONS[preset][name]
 
 
 def _ch(channels: int, width: float) -> int:
