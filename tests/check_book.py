@@ -30,6 +30,10 @@ def expected_figures(root: Path, doc: str) -> int:
     return sum(1 for c in cells for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
 
 
+#: A glued object shown by its repr (e.g. a Markdown object through {glue:text}), not its content.
+_REPR = re.compile(r"&lt;(?:IPython|matplotlib|pandas)[\w.]* (?:object|Figure)[^&]*&gt;")
+
+
 def main(html_dir: str) -> int:
     html = Path(html_dir)
     root = Path(__file__).resolve().parents[1]
@@ -46,6 +50,9 @@ def main(html_dir: str) -> int:
         missing = [s for s in imgs if not s.startswith(("http", "data:")) and not (page.parent / s).exists()]
         if missing:
             problems.append(f"{page}: images not found: {missing}")
+        reprs = sorted(set(_REPR.findall(text)))
+        if reprs:
+            problems.append(f"{page}: objects rendered by their repr, not their content: {reprs}")
         want = expected_figures(root, doc)
         if len(imgs) < want:
             problems.append(f"{page}: {len(imgs)} images, expected at least {want}")

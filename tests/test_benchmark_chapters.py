@@ -425,3 +425,23 @@ def test_describe_network():
         describe_network("alexnet", "huge")
     with pytest.raises(ValueError, match="network"):
         describe_network("lenet")
+
+
+@pytest.mark.parametrize("network", ["alexnet", "vgg16", "resnet50"])
+def test_markdown_glues_are_pasted_as_markdown(network):
+    """A value glued as Markdown renders as '<IPython.core.display.Markdown object>' through
+    {glue:text}: the chapter must paste it with {glue:md} (tests/check_book.py also looks for such
+    reprs in the built HTML)."""
+    import re
+
+    nb = nbformat.read(BOOK / f"{network}.ipynb", as_version=4)
+    markdown = set()
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name and "application/papermill.record/text/markdown" in o.get("data", {}):
+                markdown.add(name)
+    assert {"netq", "scale_data", "ds_1"} <= markdown
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    as_text = set(re.findall(r"\{glue:text\}`([^`:]+)", text))
+    assert not as_text & markdown, sorted(as_text & markdown)
