@@ -11,7 +11,7 @@ on the same machine in one invocation of this script:
   config is its own ``configs/quick.yaml``; ``--previous-threads 1`` runs it on one torch thread, as
   the previous book executed it (its chapters ran the grid serially in a one-thread kernel);
 * **now, the previous workload**: ``python -m latentkit run`` of this checkout on its shipped
-  ``quick`` config changed back to the previous workload (:data:`PREVIOUS_WORKLOAD`: the digits,
+  ``quick`` config changed back to the previous workload (:func:`previous_workload`: the digits,
   1,000 ``standin100`` test images, the previous epochs, learning rates and no warm-up), with
   ``trials: --trials`` (the default executor: a pool of one single-threaded worker per core);
 * **now**: the same on the shipped ``quick`` config as it is.
@@ -50,23 +50,17 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return dt
 
 
-#: The previous workload in today's config: scikit-learn's digits (then ``standin10``, now
-#: ``standin10_digits``), 1,000 ``standin100`` test images, the previous epochs and learning rates,
-#: no warm-up (the previous ``configs/quick.yaml``); everything else as shipped now.
-PREVIOUS_WORKLOAD = dict(
-    datasets=["standin10_digits", "standin100"],
-    max_test_samples=1000,
-    dense_epochs={
-        "alexnet": 8,
-        "alexnet/standin100": 10,
-        "vgg16": 6,
-        "vgg16/standin100": 10,
-        "resnet50": 5,
-        "resnet50/standin100": 4,
-    },
-    dense_lr={"alexnet": 0.005, "vgg16": 0.05, "resnet50": 0.1},
-    dense_warmup_epochs=0,
-)
+def previous_workload(previous_config: dict) -> dict:
+    """The previous workload in today's config, from the previous ``configs/quick.yaml``: its
+    epochs and learning rates, no warm-up, scikit-learn's digits (then ``standin10``, now
+    ``standin10_digits``) and 1,000 ``standin100`` test images; everything else as shipped now."""
+    return dict(
+        datasets=["standin10_digits", "standin100"],
+        max_test_samples=1000,
+        dense_epochs=previous_config["dense_epochs"],
+        dense_lr=previous_config["dense_lr"],
+        dense_warmup_epochs=0,
+    )
 
 
 def _now(tmp: Path, name: str, changes: dict) -> float:
@@ -108,11 +102,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.previous_threads:
                 cmd += ["--threads", str(args.previous_threads)]
             before = _run(cmd, env, old)  # the previous quick config has one trial
+            workload = previous_workload(yaml.safe_load((old / "configs" / "quick.yaml").read_text()))
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True
             )
-        same = _now(tmp, "previous_workload", dict(PREVIOUS_WORKLOAD, trials=args.trials))
+        same = _now(tmp, "previous_workload", dict(workload, trials=args.trials))
         now = _now(tmp, "quick_now", dict(trials=args.trials))
     n = args.trials
     threads = f"{args.previous_threads} thread(s)" if args.previous_threads else "its default threads"
