@@ -50,12 +50,10 @@ from . import plots
 from ._checks import check_int
 from .claims import paper_claims
 from .options import CORRELATION_LEVELS, FINETUNE_PROTOCOLS, REFERENCE_ROLES
-from .stats import correlations, reference_rescale, summarize
+from .stats import REFERENCE_AP2_MAX, correlations, reference_rescale, summarize
 
 __all__ = ["format_table", "reference_mode", "write_report"]
 
-#: The reference code's maximum of every run's AP2 curve (:func:`latentkit.stats.reference_rescale`).
-REFERENCE_AP2_MAX = 3.8
 #: Columns of ``reference_rescale.csv``: the keys of one point, then AP2 and its rescaled value.
 _RESCALE_COLUMNS = ["network", "dataset", "method", "trial", "sparsity", "epoch", "ap2", "ap2_ref"]
 

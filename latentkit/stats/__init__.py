@@ -64,7 +64,7 @@ from .generalization import (
     sign_error,
 )
 from .resampling import CELLS, STATISTICS, ResamplingPlan, paired_bootstrap, resampling_plan, statistics_of
-from .summaries import reference_rescale, summarize
+from .summaries import REFERENCE_AP2_MAX, reference_rescale, summarize
 from .tracking import budget_choices, tau_by_group, within_cell_tau
 
 __all__ = [
@@ -90,6 +90,7 @@ __all__ = [
     "correlations",
     "correlations_by_level",
     "kendall_rows",
+    "REFERENCE_AP2_MAX",
     "reference_rescale",
     "spearman_rows",
     "summarize",

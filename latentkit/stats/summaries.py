@@ -58,10 +58,14 @@ def summarize(df: pd.DataFrame, epoch: int | None = None) -> pd.DataFrame:
     return sub.groupby(_SUMMARY_KEYS, sort=False)[cols].mean().reset_index()
 
 
+#: The maximum the reference code rescales every run's AP2 curve to (:func:`reference_rescale`).
+REFERENCE_AP2_MAX = 3.8
+
+
 def reference_rescale(
     df: pd.DataFrame,
     column: str = "ap2",
-    target: float = 3.8,
+    target: float = REFERENCE_AP2_MAX,
     by: Sequence[str] = ("network", "dataset", "method", "trial"),
 ) -> pd.DataFrame:
     r"""The reference code's per-trial rescaling of AP2 (departure 5): ``x * target / max(x)`` per group.
