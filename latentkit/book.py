@@ -334,14 +334,6 @@ _DATA_PROSE = {
     "cifar10": "CIFAR-10",
     "cifar100": "CIFAR-100",
 }
-#: Short names of the data sets for captions.
-_DATA_SHORT = {
-    "standin10": "MNIST subset",
-    "standin10_digits": "scikit-learn digits",
-    "standin100": "synthetic gratings, 100 classes",
-    "cifar10": "CIFAR-10",
-    "cifar100": "CIFAR-100",
-}
 #: The full CIFAR test sets (a smaller ``n_test`` is a subset).
 _CIFAR_TEST = {"cifar10": 10000, "cifar100": 10000}
 
@@ -387,7 +379,8 @@ def chapter_texts(config: ExperimentConfig, results: pd.DataFrame, network: str)
     * ``scale_data``: the chapter's "Scale and data" paragraph (network, weights, trials, each data
       set with its image counts and :math:`100 / n_{test}` pp per test image, what can be compared
       with the paper);
-    * ``ds_i`` (the data set's name as code), ``data_i`` (name and what it is, for captions),
+    * ``ds_i`` (the data set's name as code), ``data_i`` (what it is, for captions:
+      :func:`latentkit.plots.dataset_label`, as the figures' titles say it),
       ``chance_i`` (:math:`100 / C` %), ``data_all`` (every ``data_i``);
     * ``dense_eval``: when the training set is evaluated during dense training.
 
@@ -456,7 +449,7 @@ def chapter_texts(config: ExperimentConfig, results: pd.DataFrame, network: str)
             f"{100 / n_test:.2f} pp)"
         )
         out[f"ds_{i}"] = f"`{ds}`"
-        out[f"data_{i}"] = f"`{ds}` ({_DATA_SHORT.get(ds, ds)})"
+        out[f"data_{i}"] = plots.dataset_label(ds)  # as the figures' titles name it
         out[f"chance_{i}"] = f"{100 / dataset_num_classes(ds):.4g} %"
     out["data_all"] = _series([out[f"data_{i}"] for i in range(1, len(config.datasets) + 1)])
     weights = (
