@@ -56,16 +56,16 @@ case "${1:-}" in
         || { tail -40 _build/html_build.log; exit 1; }
       check_pages
     fi
-    if [ $# -eq 0 ]; then
-      # One number, one value: the correlations every chapter quotes, recomputed from the results
-      # the chapters computed, so it runs after them (a cold clone has no results at collection).
-      CROSS=tests/test_finetuning_chapter.py::test_quoted_correlations_one_value_across_chapters
-      "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile --deselect "$CROSS" \
-        --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg
+    # One number, one value: the correlations every chapter quotes, recomputed from the results
+    # the chapters computed, so the whole run takes it after them (a cold clone has no results at
+    # collection).
+    CROSS=tests/test_finetuning_chapter.py::test_quoted_correlations_one_value_across_chapters
+    AFTER=""
+    if [ $# -eq 0 ]; then set -- --deselect "$CROSS"; AFTER=1; fi
+    "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile \
+      --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg "$@"
+    if [ -n "$AFTER" ]; then
       LATENTKIT_REQUIRE_RESULTS=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$CROSS"
-    else
-      "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile \
-        --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg "$@"
     fi
     ;;
   *)
