@@ -165,6 +165,34 @@ def test_local_process_pool_gives_the_serial_table(tiny_run, tmp_path):
     pd.testing.assert_frame_equal(without_timings(df), without_timings(got), check_exact=True)
 
 
+def test_reused_pool_gives_the_serial_table_and_a_complete_grid_starts_no_worker(
+    tiny_run, tmp_path, monkeypatch
+):
+    from latentkit.grid import executors
+
+    _, df = tiny_run
+    executors.shutdown_pools()
+    first = run_grid(ExperimentConfig.from_dict(TINY), tmp_path / "a", executor=ProcessExecutor(workers=2))
+    pool = executors.worker_pool(2)
+    pids = set(pool._processes)  # the workers of the first grid
+    second = run_grid(ExperimentConfig.from_dict(TINY), tmp_path / "b", executor=ProcessExecutor(workers=2))
+    assert executors.worker_pool(2) is pool and set(pool._processes) == pids  # same workers, reused
+    for got in (first, second):
+        pd.testing.assert_frame_equal(without_timings(df), without_timings(got), check_exact=True)
+
+    def no_pool(workers):
+        raise AssertionError("a complete grid must not start workers")
+
+    monkeypatch.setattr(executors, "worker_pool", no_pool)
+    again = run_grid(ExperimentConfig.from_dict(TINY), tmp_path / "b", executor=ProcessExecutor(workers=2))
+    pd.testing.assert_frame_equal(second, again, check_exact=True)
+    monkeypatch.undo()
+    executors.shutdown_pools()
+    assert not executors._POOLS
+    with pytest.raises(ValueError, match="workers must be"):
+        executors.worker_pool(0)
+
+
 def test_default_executor_choice():
     assert isinstance(make_executor("local", num_cpus=2), ProcessExecutor)
     with pytest.raises(ValueError, match="workers must be"):

@@ -37,6 +37,7 @@ Examples
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -51,7 +52,9 @@ __all__ = [
     "SerialExecutor",
     "default_executor",
     "make_executor",
+    "shutdown_pools",
     "task_resources",
+    "worker_pool",
 ]
 
 #: Names accepted by :func:`make_executor` (and ``python -m latentkit run --executor``).
@@ -93,7 +96,8 @@ class ProcessExecutor:
 
     Each group sets its own torch thread count (the config's ``threads_per_group``), so with that
     field set a group computes the same bits in a worker as in the serial run (tested), and
-    ``workers x threads_per_group`` should not exceed the cores.
+    ``workers x threads_per_group`` should not exceed the cores. The workers are this process's
+    :func:`worker_pool`, kept for the next map.
 
     Parameters
     ----------
@@ -117,14 +121,55 @@ class ProcessExecutor:
         workers = min(self.workers or os.cpu_count() or 1, len(tasks))
         if workers == 1:
             return SerialExecutor().map(fn, tasks, resources, on_done)
-        ctx = multiprocessing.get_context("spawn")
+        pool = worker_pool(workers)
         results: list[Any] = [None] * len(tasks)
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(fn, *task): i for i, task in enumerate(tasks)}
+        futures: dict[concurrent.futures.Future[Any], int] = {}
+        try:
+            for i, task in enumerate(tasks):
+                futures[pool.submit(fn, *task)] = i
             for fut in concurrent.futures.as_completed(futures):
                 results[futures[fut]] = fut.result()
                 on_done(results[futures[fut]])
+        except BaseException as exc:
+            for fut in futures:  # tasks not started are dropped; running ones end in the workers
+                fut.cancel()
+            if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
+                shutdown_pools()  # a worker died: the next map starts fresh workers
+            raise
         return results
+
+
+#: The process's worker pools by size (:func:`worker_pool`).
+_POOLS: dict[int, concurrent.futures.ProcessPoolExecutor] = {}
+
+
+def worker_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """This process's pool of ``workers`` ``spawn``ed worker processes, started on first use and
+    reused by every later :meth:`ProcessExecutor.map` (a chapter runs several grids: each worker
+    imports torch and latentkit once, about 2 s, instead of once per grid). A task leaves no state
+    behind (a group sets its own seeds and thread count), so a reused worker computes the same
+    bits as a fresh one (tested). The workers keep the code they imported: after editing latentkit
+    in a running session, call :func:`shutdown_pools`. They exit with this process.
+
+    Parameters
+    ----------
+    workers : int
+        Worker processes (>= 1).
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1; got {workers!r}")
+    pool = _POOLS.get(workers)
+    if pool is None or getattr(pool, "_broken", False):
+        ctx = multiprocessing.get_context("spawn")
+        pool = _POOLS[workers] = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return pool
+
+
+def shutdown_pools() -> None:
+    """Stop the worker processes of :func:`worker_pool` (the next map starts new ones)."""
+    while _POOLS:
+        _, pool = _POOLS.popitem()
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def default_executor(preset: str, device: str, threads_per_group: int | None, groups: int) -> Executor:

@@ -94,15 +94,30 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def _cached_cells(
+    store: CacheStore, plan: GroupPlan
+) -> tuple[dict[tuple[str, float], Any], dict[tuple[str, float], str], dict[tuple[str, float], Any]]:
+    """Keys, digests and cached cells (``None`` where missing) of the group's cells."""
+    keys = {c: cell_key(plan, *c) for c in plan.cells}
+    digests = {c: config_hash(keys[c]) for c in plan.cells}
+    return keys, digests, {c: _read_cell(store, keys[c], digests[c]) for c in plan.cells}
+
+
+def _cached_rows(store: CacheStore, plan: GroupPlan) -> list[dict[str, Any]] | None:
+    """The group's rows when every cell is cached, else ``None``."""
+    _, _, found = _cached_cells(store, plan)
+    if any(f is None for f in found.values()):
+        return None
+    return [row for c in plan.cells for row in found[c]["rows"]]
+
+
 def _group(
     store: CacheStore, plan: GroupPlan, progress: bool, compute: bool = True
 ) -> tuple[list[dict[str, Any]], int]:
     """Rows of one group and how many cells were computed: cached cells read, the group recomputed
     if any cell is missing (with ``compute=False`` a missing cell is a ``RuntimeError``)."""
     cells = plan.cells
-    keys = {c: cell_key(plan, *c) for c in cells}
-    digests = {c: config_hash(keys[c]) for c in cells}
-    found = {c: _read_cell(store, keys[c], digests[c]) for c in cells}
+    keys, digests, found = _cached_cells(store, plan)
     missing = [c for c in cells if found[c] is None]
     if missing:
         if not compute:
@@ -249,7 +264,14 @@ def run_grid(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     dense = None if dense_dir is None else str(Path(dense_dir).resolve())
-    tasks = [(config.to_dict(), str(out.resolve()), p.network, p.dataset, p.trial) for p in plans]
+    # groups whose cells are all cached are read here, not sent to the executor (no worker starts
+    # for a grid that is already complete)
+    cached = [_cached_rows(store, p) for p in plans]
+    tasks = [
+        (config.to_dict(), str(out.resolve()), p.network, p.dataset, p.trial)
+        for p, rows in zip(plans, cached, strict=True)
+        if rows is None
+    ]
     bar = _progress_bar(config, plans) if progress else None
     done = {"groups": 0}
 
@@ -263,6 +285,17 @@ def run_grid(
             bar.update(summary["cells"])
 
     try:
+        for p, rows in zip(plans, cached, strict=True):
+            if rows is not None:
+                on_done(
+                    {
+                        "network": p.network,
+                        "dataset": p.dataset,
+                        "trial": p.trial,
+                        "cells": len(p.cells),
+                        "computed": 0,
+                    }
+                )
         runner.map(
             _GroupCall(dense, verbose),
             tasks,
@@ -272,7 +305,11 @@ def run_grid(
     finally:
         if bar is not None:
             bar.close()
-    all_rows = [row for plan in plans for row in _group(store, plan, progress=False, compute=False)[0]]
+    all_rows = [
+        row
+        for plan, rows in zip(plans, cached, strict=True)
+        for row in (rows if rows is not None else _group(store, plan, progress=False, compute=False)[0])
+    ]
     df = pd.DataFrame(all_rows)
     atomic_write_text(out / "results.csv", df.to_csv(index=False))
     atomic_write_text(out / "dense.csv", _dense_rows(plans, store).to_csv(index=False))
