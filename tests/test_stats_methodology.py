@@ -8,12 +8,15 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 from scipy import stats as sps
 
 from latentkit.stats import (
     add_random_measure,
     conditional_mutual_information,
     granulated_kendall,
+    kendall_rows,
     measure_table,
     paired_bootstrap,
     resampling_plan,
@@ -210,3 +213,39 @@ def test_paired_bootstrap_names_missing_columns():
         paired_bootstrap(df, ["r"], "y", statistic="Psi", n_boot=2)
     p = paired_bootstrap(df, ["r", "same"], "y", statistic="sign_error", axes=AXES, threshold=0.0, n_boot=5)
     assert p.loc[1, "value"] == 0.0 and p.loc[1, "high"] == 0.0
+
+
+# ----------------------------------------------------------------------------- fast kernels, same bits
+@settings(max_examples=60, deadline=None)
+@given(
+    n=hs.integers(0, 40),
+    seed=hs.integers(0, 2**31 - 1),
+    cols=hs.lists(hs.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=4, unique=True),
+)
+def test_codes_number_groups_as_pandas_ngroup(n, seed, cols):
+    from latentkit.stats.generalization import _codes
+
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {
+            "a": rng.choice(["x", "y", "z"], n),
+            "b": rng.choice([0.1, 0.3, 0.5, 0.8], n),
+            "c": rng.integers(0, 3, n),
+            "d": rng.choice([1.0, np.nan], n),
+        }
+    )
+    want = df.groupby(cols, sort=False, dropna=False).ngroup().to_numpy(np.int64)
+    cache: dict = {}
+    assert np.array_equal(_codes(df, cols), want)
+    assert np.array_equal(_codes(df, cols, cache), want) and np.array_equal(_codes(df, cols, cache), want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=hs.integers(1, 256), r=hs.integers(1, 30), seed=hs.integers(0, 2**31 - 1), digits=hs.integers(0, 2))
+def test_kendall_of_resamples_is_kendall_rows_bit_for_bit(n, r, seed, digits):
+    from latentkit.stats.correlation import _kendall_resamples
+
+    rng = np.random.default_rng(seed)
+    x, y = np.round(rng.normal(size=n), digits), rng.normal(size=n)
+    idx = rng.integers(0, n, size=(r, n))
+    np.testing.assert_array_equal(_kendall_resamples(x, y, idx), kendall_rows(x[idx], y[idx]))

@@ -100,6 +100,26 @@ def kendall_rows(x: np.ndarray, y: np.ndarray, chunk: int = 64) -> np.ndarray:
     return out
 
 
+def _kendall_resamples(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    r"""Kendall's :math:`\tau_b` of every bootstrap resample ``(x[idx[r]], y[idx[r]])``, equal bit for
+    bit to ``kendall_rows(x[idx], y[idx])`` for ``len(x) <= 256`` (tested), without its sign tensors.
+
+    A resample's pair signs are entries of the points' sign matrices :math:`S^x_{ij} =
+    \operatorname{sign}(x_i - x_j)`, so with :math:`c_r` the multiplicity of each point in resample
+    :math:`r`, :math:`\sum_{p,q} s^x_{pq} s^y_{pq} = c_r^\top (S^x \circ S^y) c_r` and
+    :math:`\sum_{p,q} (s^x_{pq})^2 = c_r^\top |S^x| c_r`: integers, computed exactly in float64, hence
+    the same numerator and denominator as the sign tensors' sums.
+    """
+    sx = np.sign(x[:, None] - x[None, :])
+    sy = np.sign(y[:, None] - y[None, :])
+    counts = np.zeros((idx.shape[0], len(x)))
+    np.add.at(counts, (np.arange(idx.shape[0])[:, None], idx), 1.0)
+    num = ((counts @ (sx * sy)) * counts).sum(1)
+    den = np.sqrt(((counts @ np.abs(sx)) * counts).sum(1) * ((counts @ np.abs(sy)) * counts).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
 # --------------------------------------------------------------------------------------------
 # correlation with a percentile bootstrap interval
 # --------------------------------------------------------------------------------------------
@@ -127,8 +147,11 @@ def _corr_with_ci(
     bx, by = x[idx], y[idx]
     alpha = (1.0 - ci) / 2
     notes = []
-    for name, fn in (("spearman", spearman_rows), ("kendall", kendall_rows)):
-        vals = fn(bx, by)
+    for name in ("spearman", "kendall"):
+        if name == "spearman":
+            vals = spearman_rows(bx, by)
+        else:  # the sign-tensor rows for up to 256 points, from the points' sign matrices (same bits)
+            vals = _kendall_resamples(x, y, idx) if n <= 256 else kendall_rows(bx, by)
         ok = vals[np.isfinite(vals)]
         if len(ok) < n_boot:
             notes.append(f"{n_boot - len(ok)} constant {name} resamples dropped")

@@ -174,21 +174,22 @@ def statistics_of(
     axes = list(axes)
     given = axes if given is None else list(given)
     m, y = df[measures].to_numpy(float), df[target].to_numpy(float)
+    cache: dict[str, Any] = {}  # the columns' codes, shared by the statistics
     out: dict[str, np.ndarray] = {}
     if "tau" in names:
         out["tau"] = _tau_all(m, y)
     if "Psi" in names:
-        psi, _ = _psi_arrays(df, m, y, axes, trial)
+        psi, _ = _psi_arrays(df, m, y, axes, trial, cache)
         stack = np.array(list(psi.values()))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: Psi undefined
             out["Psi"] = np.nanmean(stack, axis=0)
     if "cmi" in names:
-        cmi = _cmi_arrays(df, m, y, _subsets(given, max_size))[3]
+        cmi = _cmi_arrays(df, m, y, _subsets(given, max_size), cache)[3]
         out["cmi"] = np.array([np.nanmin(c) if np.isfinite(c).any() else np.nan for c in cmi.T])
     if "sign_error" in names or "sign_error_worst" in names:
         env = list(environment)
-        e, code, n, _ = _sign_error_arrays(df, m, y, axes, env, trial, threshold)
+        e, code, n, _ = _sign_error_arrays(df, m, y, axes, env, trial, threshold, cache)
         cnt = np.bincount(code, minlength=1)
         present = cnt > 0
         out["sign_error"] = e.mean(0) if n else np.full(m.shape[1], np.nan)
