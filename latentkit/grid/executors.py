@@ -40,6 +40,7 @@ import concurrent.futures
 import concurrent.futures.process
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -149,7 +150,9 @@ def worker_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     imports torch and latentkit once, about 2 s, instead of once per grid). A task leaves no state
     behind (a group sets its own seeds and thread count), so a reused worker computes the same
     bits as a fresh one (tested). The workers keep the code they imported: after editing latentkit
-    in a running session, call :func:`shutdown_pools`. They exit with this process.
+    in a running session, call :func:`shutdown_pools`. They ignore SIGINT (an interrupted map
+    cancels the groups not started; a running group ends and caches its cells) and exit with this
+    process.
 
     Parameters
     ----------
@@ -161,8 +164,17 @@ def worker_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     pool = _POOLS.get(workers)
     if pool is None or getattr(pool, "_broken", False):
         ctx = multiprocessing.get_context("spawn")
-        pool = _POOLS[workers] = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        pool = _POOLS[workers] = concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_ignore_interrupts
+        )
     return pool
+
+
+def _ignore_interrupts() -> None:
+    """Worker initializer: SIGINT is the driver's. An interrupted map stops submitting (the groups not
+    started are cancelled; a running one ends and caches its cells), and an idle worker is not
+    killed with a traceback when a notebook kernel's process group is interrupted at shutdown."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def shutdown_pools() -> None:
