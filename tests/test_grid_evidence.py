@@ -12,7 +12,7 @@ from latentkit.claims._common import _round_pd, counted
 from latentkit.grid import ExperimentConfig, load_config, make_plan, run_grid
 from latentkit.grid.engines import accuracy_change
 from latentkit.grid.executors import ProcessExecutor, SerialExecutor, default_executor, make_executor
-from latentkit.grid.keys import dense_key
+from latentkit.grid.keys import cell_key, dense_key
 from latentkit.grid.measures import FunctionMeasure
 from latentkit.grid.training import cosine_lr, warmup_cosine_lr
 from latentkit.options import DATASETS
@@ -67,6 +67,22 @@ def test_rows_hold_counts_delta_and_function_measures(tiny_run):
         assert (df[col] >= 0).all() and df[col].notna().all(), col
     assert counted(df, "pd_test") and not counted(df.drop(columns="n_test"), "pd_test")
     pd.testing.assert_frame_equal(_round_pd(df, "pd_test"), df)  # counted: used as it is
+
+
+def test_function_measures_false_drops_their_columns_and_nothing_else(tiny_run, tmp_path):
+    out, df = tiny_run
+    cfg = ExperimentConfig.from_dict({**TINY, "function_measures": False})
+    assert "function_measures" not in ExperimentConfig.from_dict(TINY).to_dict()  # default: old keys
+    plan = make_plan(cfg, "alexnet", "standin10", 0, "cpu")
+    assert cell_key(plan, "lowest", 0.5)["function_measures"] is False
+    got = run_grid(cfg, tmp_path / "nofn", executor="serial", dense_dir=out)
+    fn_cols = ["ap3_fn", "ap3_fn_quadratic", "obd"]
+    assert not set(fn_cols) & set(got.columns)
+    pd.testing.assert_frame_equal(
+        without_timings(got), without_timings(df.drop(columns=fn_cols)), check_exact=True
+    )
+    with pytest.raises(TypeError, match="function_measures must be true or false"):
+        ExperimentConfig.from_dict({**TINY, "function_measures": "no"}).validate(check_data=False)
 
 
 def test_dense_history_has_counts(tiny_run):

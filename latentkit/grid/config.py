@@ -77,6 +77,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "reference_mc_repeats": 100,
     "dense_warmup_epochs": 0,
     "dense_history": "full",
+    "function_measures": True,
 }
 
 
@@ -181,6 +182,12 @@ class ExperimentConfig:
         (default) the training and the test set; ``"test"`` the test set only, the training set
         after the last epoch (earlier ``train_*`` are NaN): about a third less dense-training
         time for the quick networks. In the dense key only when not the default.
+    function_measures : bool
+        Whether every row gets the function-space columns ``ap3_fn``, ``ap3_fn_quadratic`` and
+        ``obd`` (:class:`latentkit.grid.measures.FunctionMeasure`; default ``True``). ``False``
+        skips them (a side grid that takes them from another grid, as ``ap3: []`` skips the AP3
+        latents; for a 100-class group a quarter of the fine-tuning time); in the cells' key only
+        when ``False``.
     """
 
     name: str = "quick"
@@ -235,6 +242,7 @@ class ExperimentConfig:
     reference_mc_repeats: int = 100
     dense_warmup_epochs: PerNet = 0
     dense_history: str = "full"
+    function_measures: bool = True
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -56,7 +56,7 @@ from ..pruning import MaskedOptimizer, effective_weight, freeze_all_but, prune
 from .cache import CacheStore
 from .data import dataset_views, is_tensor_dataset, labels
 from .keys import cell_seed, finetune_seed
-from .measures import APMeasure, FunctionMeasure
+from .measures import APMeasure, FunctionMeasure, no_function_measures
 from .plan import GroupPlan
 from .reference_loop import Counts, _running_counts, reference_trainable, running_epoch
 from .training import cosine_lr, dense_model, evaluate_counts, features, sgd_epoch
@@ -138,7 +138,7 @@ class DenseGroup:
     y_te: torch.Tensor
     measure: APMeasure
     dense_info: dict[str, float]
-    fn: FunctionMeasure
+    fn: FunctionMeasure | Callable[..., dict[str, torch.Tensor]]
 
     @classmethod
     def load(cls, plan: GroupPlan, store: CacheStore, progress: bool = False) -> DenseGroup:
@@ -170,7 +170,7 @@ class DenseGroup:
             "dense_train_correct": int(d_tr_c[0]),
             "dense_test_correct": int(d_te_c[0]),
         }
-        fn = FunctionMeasure(w_dense, b_dense, X_te, X_tr)
+        fn = FunctionMeasure(w_dense, b_dense, X_te, X_tr) if plan.function_measures else no_function_measures
         return cls(plan, views, dense, lname, X_tr, X_te, y_tr, y_te, measure, info, fn)
 
     def pruned_cells(self, whole: bool) -> Iterator[tuple[str, float, nn.Module, Any]]:

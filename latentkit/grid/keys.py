@@ -97,6 +97,8 @@ def cell_key(plan: GroupPlan, method: str, sparsity: float) -> dict[str, Any]:
         key["random_mask_seed"] = plan.random_mask_seed
     if plan.finetune_protocol != "latentkit":
         key["finetune_protocol"] = plan.finetune_protocol
+    if not plan.function_measures:
+        key["function_measures"] = False
     mc = (plan.reference_mc_samples, plan.reference_mc_repeats)
     if "ap3_reference_t" in plan.extra_measures and mc != (600_000, 100):
         key["reference_mc"] = list(mc)

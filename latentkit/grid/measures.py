@@ -46,6 +46,7 @@ __all__ = [
     "REFERENCE_MC",
     "dry_run_ap3",
     "extra_measures",
+    "no_function_measures",
     "parse_ap3",
     "parse_ap3_spec",
     "reference_gauss_ap3",
@@ -334,6 +335,13 @@ class FunctionMeasure:
         quad = (0.5 * ((self.p * u * u).sum(-1) - pu * pu).mean(-1)).clamp_min(0.0)
         obd = 0.5 * (self.fisher_diag * D * D).sum((1, 2))
         return {"ap3_fn": kl, "ap3_fn_quadratic": quad, "obd": obd}
+
+
+def no_function_measures(
+    W: torch.Tensor, b: torch.Tensor, pruned_logits: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """:class:`FunctionMeasure`'s stand-in in a grid with ``function_measures: false``: no columns."""
+    return {}
 
 
 def extra_measures(

@@ -117,6 +117,7 @@ class GroupPlan:
     reference_mc_repeats: int = 100
     dense_warmup_epochs: int = 0
     dense_history: str = "full"
+    function_measures: bool = True
 
     @property
     def cells(self) -> list[tuple[str, float]]:
@@ -191,6 +192,7 @@ def make_plan(
         reference_mc_repeats=config.reference_mc_repeats,
         dense_warmup_epochs=int(config.per_network("dense_warmup_epochs", network, dataset)),
         dense_history=config.dense_history,
+        function_measures=bool(config.function_measures),
     )
 
 

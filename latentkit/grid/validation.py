@@ -262,6 +262,7 @@ CONSTRAINTS: dict[str, Constraint] = {
     "reference_mc_repeats": _POSITIVE_INT,
     "dense_warmup_epochs": PerNetwork(_NONNEG_INT),
     "dense_history": Choice(("full", "test"), "dense_history"),
+    "function_measures": Boolean(),
 }
 
 
