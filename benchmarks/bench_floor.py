@@ -26,7 +26,7 @@ the largest speed-up any fp32 implementation of the same work could reach on thi
 Lower precision is the one lever the floor does not bound: the script also times one dense
 training step per network under ``torch.autocast("cpu", dtype=torch.bfloat16)`` against fp32 and
 prints the ratio. The shipped configs train in fp32 (bfloat16 would change every result, and on
-CPUs without native bfloat16 instructions it is slower, not faster).
+CPUs without native bfloat16 instructions the speed-up measured here would not carry over).
 """
 
 from __future__ import annotations
