@@ -457,6 +457,7 @@ def chapter_texts(config: ExperimentConfig, results: pd.DataFrame, network: str)
         if config.weights == "imagenet"
         else "trained from scratch (no ImageNet weights)"
     )
+    width = (config.width or {}).get(network) if preset == "quick" else None  # the config's, if set
     where = {"cpu": " on the CPU", "cuda": " on a GPU"}.get(str(config.device).split(":")[0], "")
     if standin:
         compare = (
@@ -476,7 +477,7 @@ def chapter_texts(config: ExperimentConfig, results: pd.DataFrame, network: str)
     else:
         compare = "This is the paper's setting, so the values can be set beside its figures."
     out["scale_data"] = (
-        f"**Scale and data.** {netq} is {describe_network(network, preset)}, {weights}{where}, in "
+        f"**Scale and data.** {netq} is {describe_network(network, preset, width)}, {weights}{where}, in "
         f"{out['trials_text']}, each with its own dense network, masks and seeds. The data: "
         f"{'; '.join(parts)}. {compare}"
     )

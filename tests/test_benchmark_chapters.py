@@ -374,6 +374,11 @@ def test_chapter_texts_follow_the_config_and_the_data():
     assert "trained from scratch (no ImageNet weights) on the CPU" in t["scale_data"]
     assert "therefore not the paper's" in t["scale_data"] and "`cached`" in t["engine"]
     assert "quick.yaml" in t["config_source"]
+    assert "divided by 8" in t["scale_data"] and "has 512 inputs" in t["scale_data"]
+    # a config's width is what the prose describes
+    wide = quick.replace(width={"vgg16": 0.25})
+    w = chapter_texts(wide, _counts(["standin10", "standin100"], [4000, 4000], [1000, 2000]), "vgg16")
+    assert "divided by 4" in w["scale_data"] and "has 1024 inputs" in w["scale_data"]
     # the paper's setting: full CIFAR test sets and ImageNet weights, the exact engine
     paper = load_config("paper", networks=["resnet50"], trials=1, sparsities=[0.5])
     p = chapter_texts(paper, _counts(["cifar10", "cifar100"], [50000, 50000], [10000, 10000], 1), "resnet50")
@@ -421,6 +426,14 @@ def test_describe_network():
     from latentkit.zoo import describe_network
 
     assert "512 inputs" in describe_network("alexnet") and "4096 inputs" in describe_network("vgg16", "paper")
+    # the quick phrase is read from the network: a config's width changes it
+    from latentkit.zoo import build_model, classifier_layer
+
+    for net in ("alexnet", "vgg16", "resnet50"):
+        inputs = classifier_layer(build_model(net, 10, width=0.25, seed=0))[1].in_features
+        text = describe_network(net, width=0.25)
+        assert f"has {inputs} inputs" in text and "divided by 4" in text and "divided by 8" not in text
+    assert "multiplied by 0.3" in describe_network("vgg16", width=0.3)
     with pytest.raises(ValueError, match="preset"):
         describe_network("alexnet", "huge")
     with pytest.raises(ValueError, match="network"):

@@ -46,20 +46,21 @@ QUICK_WIDTH = {"alexnet": 0.125, "vgg16": 0.125, "resnet50": 0.125}
 #: module). One function with :func:`latentkit.modules.last_layer`.
 classifier_layer = last_layer
 
-#: What each network is at each preset (default widths), for the chapters' prose.
+#: What each network is at each preset, for the chapters' prose. The quick entries are templates:
+#: :func:`describe_network` fills ``{channels}`` from the width and ``{inputs}`` from the built model.
 NETWORK_DESCRIPTIONS: dict[str, dict[str, str]] = {
     "quick": {
         "alexnet": (
-            "AlexNet's layout with every channel count divided by 8 and a stem for 32-pixel "
-            "images (the pruned layer has 512 inputs)"
+            "AlexNet's layout with every channel count {channels} and a stem for 32-pixel "
+            "images (the pruned layer has {inputs} inputs)"
         ),
         "vgg16": (
-            "VGG16 with batch normalisation, every channel count divided by 8 and global average "
-            "pooling before its three fully connected layers (the pruned layer has 512 inputs)"
+            "VGG16 with batch normalisation, every channel count {channels} and global average "
+            "pooling before its three fully connected layers (the pruned layer has {inputs} inputs)"
         ),
         "resnet50": (
             "torchvision's ResNet built from bottleneck blocks with one block per stage, channel "
-            "counts divided by 8 (so `fc` has 256 inputs instead of 2048) and a 3x3 stem for "
+            "counts {channels} (so `fc` has {inputs} inputs instead of 2048) and a 3x3 stem for "
             "32-pixel images"
         ),
     },
@@ -79,29 +80,43 @@ NETWORK_DESCRIPTIONS: dict[str, dict[str, str]] = {
 }
 
 
-def describe_network(name: str, preset: str = "quick") -> str:
+def describe_network(name: str, preset: str = "quick", width: float | None = None) -> str:
     """What network ``name`` is at ``preset``, as a phrase for prose (:data:`NETWORK_DESCRIPTIONS`).
+
+    At the quick preset the channel multiplier ``width`` (default :data:`QUICK_WIDTH`) and the
+    pruned layer's inputs ``F`` are read from the network itself (:func:`build_model`), so the
+    phrase follows a config's ``width``; the paper networks are torchvision's at 224 px.
 
     Parameters
     ----------
     name : {"alexnet", "vgg16", "resnet50"}
     preset : {"quick", "paper"}
-        The quick networks are narrowed (default :data:`QUICK_WIDTH`) with a 32 px stem; the paper
-        networks are torchvision's at 224 px.
+    width : float, optional
+        The quick networks' channel multiplier (a config's ``width`` entry for ``name``).
 
     Raises
     ------
     ValueError
-        For an unknown ``name`` or ``preset``, naming the allowed values.
+        For an unknown ``name`` or ``preset``, naming the allowed values, or a ``width``
+        :func:`build_model` rejects.
 
     Examples
     --------
     >>> describe_network("resnet50", "paper")[:24]
     "torchvision's ResNet50 a"
+    >>> "divided by 4" in describe_network("alexnet", width=0.25)
+    True
     """
     check_choice(name, "network", NETWORKS)
     check_choice(preset, "preset", PRESETS)
-    return NETWORK_DESCRIPTIONS[preset][name]
+    text = NETWORK_DESCRIPTIONS[preset][name]
+    if preset != "quick":
+        return text
+    w = QUICK_WIDTH[name] if width is None else width
+    inputs = classifier_layer(build_model(name, 10, scale=preset, width=w, seed=0))[1].in_features
+    divisor = 1.0 / float(w)
+    channels = f"divided by {divisor:.0f}" if divisor == round(divisor) else f"multiplied by {w:g}"
+    return text.format(channels=channels, inputs=inputs)
 
 
 def _ch(channels: int, width: float) -> int:
