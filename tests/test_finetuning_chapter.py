@@ -137,10 +137,10 @@ def _stored_glues(nb: Path) -> dict[str, float]:
     reason="results/quick not computed (run the book or the quick grid); run.sh test runs it after nbval",
 )
 def test_quoted_correlations_one_value_across_chapters(tmp_path):
+    """Every stored ``corr-*`` glue of every chapter equals the value recomputed from the results."""
     assert (QUICK / "cache" / "cells").exists(), (
         "LATENTKIT_REQUIRE_RESULTS=1 but results/quick/cache/cells is missing: the chapters did not run"
     )
-    """Every stored ``corr-*`` glue of every chapter equals the value recomputed from the results."""
     glued = {nb.name: _stored_glues(nb) for nb in sorted((ROOT / "book").glob("*.ipynb"))}
     glued = {k: v for k, v in glued.items() if v}
     if not glued:
