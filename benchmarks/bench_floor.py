@@ -46,15 +46,13 @@ import torch.nn.functional as F
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.bench_grid import PARTS, _Timed
+from benchmarks.bench_grid import PARTS, time_group
 from benchmarks.bench_previous import previous_workload
 from latentkit import zoo
 from latentkit.grid import load_config, make_plan
-from latentkit.grid.cache import CacheStore, config_hash
+from latentkit.grid.cache import CacheStore
 from latentkit.grid.data import dataset_views, prepare_model, to_input
 from latentkit.grid.engines import ENGINE_CLASSES, DenseGroup
-from latentkit.grid.keys import dense_key
-from latentkit.grid.training import train_dense
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,25 +107,13 @@ def dense_flops(plan: Any, views: dict[str, Any]) -> int:
 
 
 def group_row(config: Any, network: str, dataset: str) -> dict[str, float]:
-    """Seconds and FLOPs of the parts of one group (trial 0, one thread)."""
+    """Seconds (:func:`benchmarks.bench_grid.time_group`) and FLOPs of the parts of one group
+    (trial 0, one thread)."""
     plan = make_plan(config, network, dataset, 0, "cpu")
-    views = dataset_views(plan)
     with tempfile.TemporaryDirectory() as tmp:
         store = CacheStore(Path(tmp) / "cache")
-        t = time.perf_counter()
-        state, history = train_dense(plan, views)
-        sec = {"dense": time.perf_counter() - t}
-        store.put_torch("dense", config_hash(dense_key(plan)), {"state_dict": state, "history": history})
-        t = time.perf_counter()
-        group = DenseGroup.load(plan, store)
-        sec["features"] = time.perf_counter() - t
-        group.measure, group.fn = _Timed(group.measure), _Timed(group.fn)
-        t = time.perf_counter()
-        ENGINE_CLASSES[plan.engine]().run(group)
-        engine = time.perf_counter() - t
-        sec["measures"] = group.measure.seconds + group.fn.seconds
-        sec["finetune"] = engine - sec["measures"]
-        flops = {"dense": dense_flops(plan, views)}
+        sec = time_group(config, network, dataset, store)  # leaves the dense network in store
+        flops = {"dense": dense_flops(plan, dataset_views(plan))}
         counter = FlopCounterMode(display=False)
         with counter:
             group = DenseGroup.load(plan, store)

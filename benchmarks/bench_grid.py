@@ -38,6 +38,7 @@ import torch
 
 from latentkit.grid import load_config, make_plan, run_grid
 from latentkit.grid.cache import CacheStore, config_hash
+from latentkit.grid.data import dataset_views
 from latentkit.grid.engines import ENGINE_CLASSES, DenseGroup
 from latentkit.grid.executors import ProcessExecutor, SerialExecutor
 from latentkit.grid.keys import dense_key
@@ -61,22 +62,28 @@ class _Timed:
             self.seconds += time.perf_counter() - t
 
 
-def time_group(config: Any, network: str, dataset: str) -> dict[str, float]:
-    """Seconds of one group (trial 0) split into :data:`PARTS` (one torch thread)."""
+def time_group(config: Any, network: str, dataset: str, store: CacheStore | None = None) -> dict[str, float]:
+    """Seconds of one group (trial 0) split into :data:`PARTS` (one torch thread).
+
+    ``store``: the cache the group's dense network is written to (kept for the caller, as
+    ``benchmarks/bench_floor.py`` counts the same group's FLOPs from it); default a temporary one.
+    """
+    if store is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return time_group(config, network, dataset, CacheStore(Path(tmp) / "cache"))
     plan = make_plan(config, network, dataset, 0, "cpu")
-    with tempfile.TemporaryDirectory() as tmp:
-        store = CacheStore(Path(tmp) / "cache")
-        t = time.perf_counter()
-        state, history = train_dense(plan)
-        dense = time.perf_counter() - t
-        store.put_torch("dense", config_hash(dense_key(plan)), {"state_dict": state, "history": history})
-        t = time.perf_counter()
-        group = DenseGroup.load(plan, store)
-        feats = time.perf_counter() - t
-        group.measure, group.fn = _Timed(group.measure), _Timed(group.fn)
-        t = time.perf_counter()
-        ENGINE_CLASSES[plan.engine]().run(group)
-        engine = time.perf_counter() - t
+    views = dataset_views(plan)  # loading the data is not dense training
+    t = time.perf_counter()
+    state, history = train_dense(plan, views)
+    dense = time.perf_counter() - t
+    store.put_torch("dense", config_hash(dense_key(plan)), {"state_dict": state, "history": history})
+    t = time.perf_counter()
+    group = DenseGroup.load(plan, store)
+    feats = time.perf_counter() - t
+    group.measure, group.fn = _Timed(group.measure), _Timed(group.fn)
+    t = time.perf_counter()
+    ENGINE_CLASSES[plan.engine]().run(group)
+    engine = time.perf_counter() - t
     measures = group.measure.seconds + group.fn.seconds
     return {
         "dense": dense,
